@@ -1,0 +1,110 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+)
+
+// View is the projection of a radiograph as far as the DICOM header says.
+type View int
+
+const (
+	// ViewUnknown: the header says nothing usable.
+	ViewUnknown View = iota
+	// ViewLateral: a lateral projection (also flexion, extension, swimmer's).
+	ViewLateral
+	// ViewFrontal: AP or PA.
+	ViewFrontal
+	// ViewOblique: an oblique projection.
+	ViewOblique
+)
+
+func (v View) String() string {
+	switch v {
+	case ViewLateral:
+		return "lateral"
+	case ViewFrontal:
+		return "frontal (AP/PA)"
+	case ViewOblique:
+		return "oblique"
+	}
+	return "unknown"
+}
+
+// HeaderView is what the header says about the projection, and which
+// attribute said it (for the rejection message).
+type HeaderView struct {
+	View     View
+	Evidence string // e.g. `SeriesDescription "Cervical OBLI 1"`
+}
+
+// Words in free-text descriptions, lower case, matched as whole tokens.
+// Real CR headers often keep ViewPosition at a default (AP) while the
+// series description names the real view, so descriptions win.
+var (
+	obliqueWords = map[string]bool{"obl": true, "obli": true, "obliq": true, "oblique": true, "oblik": true,
+		"rao": true, "lao": true, "rpo": true, "lpo": true, "schraeg": true, "schräg": true, "schrag": true}
+	lateralWords = map[string]bool{"lat": true, "lateral": true, "lateralis": true, "ll": true, "rl": true, "seitl": true,
+		"seitlich": true, "swimmer": true, "swimmers": true, "flexion": true, "extension": true, "flex": true, "ext": true}
+	frontalWords = map[string]bool{"ap": true, "pa": true, "frontal": true, "odontoid": true, "dens": true, "openmouth": true}
+)
+
+// classifyText classifies one free-text description; ambiguous text (words of
+// two categories, such as a study description "C-SPINE AP LAT") is unknown.
+func classifyText(s string) View {
+	var obl, lat, fro bool
+	for _, tok := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}) {
+		obl = obl || obliqueWords[tok] || strings.HasPrefix(tok, "obliq")
+		lat = lat || lateralWords[tok]
+		fro = fro || frontalWords[tok]
+	}
+	switch {
+	case obl && !lat && !fro:
+		return ViewOblique
+	case obl:
+		// "LAT OBL" and the like: an oblique is not measurable either.
+		return ViewOblique
+	case lat && !fro:
+		return ViewLateral
+	case fro && !lat:
+		return ViewFrontal
+	}
+	return ViewUnknown
+}
+
+// classifyViewPosition maps the defined terms of View Position (0018,5101).
+func classifyViewPosition(vp string) View {
+	switch strings.ToUpper(strings.TrimSpace(vp)) {
+	case "LL", "RL", "LAT", "LATERAL", "LLD", "RLD":
+		return ViewLateral
+	case "AP", "PA", "FRONTAL":
+		return ViewFrontal
+	case "RLO", "LLO", "OBL", "OBLIQUE", "RAO", "LAO", "RPO", "LPO":
+		return ViewOblique
+	}
+	return ViewUnknown
+}
+
+// ClassifyView decides the projection from the header. Series description
+// and protocol name (one acquisition) come first, then View Position, then a
+// study description that names a single kind of view.
+func ClassifyView(viewPosition, seriesDescription, protocolName, studyDescription string) HeaderView {
+	for _, c := range []struct{ attr, val string }{
+		{"SeriesDescription", seriesDescription},
+		{"ProtocolName", protocolName},
+	} {
+		if v := classifyText(c.val); v != ViewUnknown {
+			return HeaderView{v, fmt.Sprintf("%s %q", c.attr, c.val)}
+		}
+	}
+	if v := classifyViewPosition(viewPosition); v != ViewUnknown {
+		return HeaderView{v, fmt.Sprintf("ViewPosition %q", viewPosition)}
+	}
+	if v := classifyText(studyDescription); v != ViewUnknown {
+		return HeaderView{v, fmt.Sprintf("StudyDescription %q", studyDescription)}
+	}
+	return HeaderView{ViewUnknown, ""}
+}
