@@ -1,0 +1,158 @@
+// Package storetest gives tests real, isolated cspine databases: a fresh
+// PostgreSQL database per test (created on the server named by
+// CSPINE_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres,
+// and dropped at cleanup) and a fresh SQLite file in t.TempDir().
+//
+// PostgreSQL is required: when it does not answer, tests fail with a message
+// saying how to start it. Nothing is skipped silently.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/cspine/cspine/store"
+)
+
+// DefaultAdminDSN is the PostgreSQL server used when CSPINE_TEST_POSTGRES
+// is unset: the local cluster with trust authentication.
+const DefaultAdminDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// AdminDSN returns the DSN of the maintenance database on the test server.
+func AdminDSN() string {
+	if v := os.Getenv("CSPINE_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return DefaultAdminDSN
+}
+
+// Opts tune a test database. A nil *Opts means defaults.
+type Opts struct {
+	// NoMigrate leaves the database empty (for migration tests).
+	NoMigrate bool
+}
+
+// Dialects lists the dialects every storage test runs against.
+var Dialects = []string{store.Postgres, store.SQLite}
+
+// Each runs fn as one subtest per dialect, each with its own database.
+func Each(t *testing.T, opts *Opts, fn func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(d, func(t *testing.T) {
+			fn(t, New(t, d, opts))
+		})
+	}
+}
+
+// New returns a fresh database of the given dialect, closed and removed at
+// the end of the test.
+func New(t testing.TB, dialect string, opts *Opts) *store.DB {
+	t.Helper()
+	switch dialect {
+	case store.Postgres:
+		return Postgres(t, opts)
+	case store.SQLite:
+		return SQLite(t, opts)
+	}
+	t.Fatalf("storetest: unknown dialect %q", dialect)
+	return nil
+}
+
+// SQLite returns a fresh SQLite database in t.TempDir().
+func SQLite(t testing.TB, opts *Opts) *store.DB {
+	t.Helper()
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "cspine.db")
+	return open(t, dsn, opts)
+}
+
+// Postgres returns a fresh PostgreSQL database, dropped at cleanup.
+func Postgres(t testing.TB, opts *Opts) *store.DB {
+	t.Helper()
+	dsn, _ := CreatePostgresDB(t)
+	return open(t, dsn, opts)
+}
+
+// CreatePostgresDB creates an empty, uniquely named database on the test
+// server and returns its DSN and name. It is dropped at cleanup, after the
+// test's own cleanups have closed their connections.
+func CreatePostgresDB(t testing.TB) (dsn, name string) {
+	t.Helper()
+	admin := AdminDSN()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adb, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatalf("storetest: open PostgreSQL admin connection: %v", err)
+	}
+	defer adb.Close()
+	if err := adb.PingContext(ctx); err != nil {
+		t.Fatalf("storetest: PostgreSQL is not reachable at %s: %v\n"+
+			"These tests need a real PostgreSQL server (trust authentication for user postgres).\n"+
+			"Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
+			"or point CSPINE_TEST_POSTGRES at another server.", redact(admin), err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name = "cspine_test_" + hex.EncodeToString(b[:])
+	if _, err := adb.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatalf("storetest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		adb, err := sql.Open("pgx", admin)
+		if err != nil {
+			t.Errorf("storetest: drop database %s: %v", name, err)
+			return
+		}
+		defer adb.Close()
+		if _, err := adb.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("storetest: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("storetest: parse CSPINE_TEST_POSTGRES: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String(), name
+}
+
+func open(t testing.TB, dsn string, opts *Opts) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, &store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("storetest: close database: %v", err)
+		}
+	})
+	if opts == nil || !opts.NoMigrate {
+		if err := db.MigrateUp(ctx); err != nil {
+			t.Fatalf("storetest: migrate: %v", err)
+		}
+	}
+	return db
+}
+
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	return u.Redacted()
+}
