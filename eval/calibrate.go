@@ -1,0 +1,198 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/cspine/cspine/pipeline"
+	"github.com/cspine/cspine/pipeline/result"
+)
+
+// Calibration is the outcome of Calibrate.
+type Calibration struct {
+	Thresholds  pipeline.Thresholds
+	Measured    int     // measured images of the validation set
+	LargeErrors int     // of those, with an angle error above the limit
+	Caught      int     // large errors flagged with the chosen thresholds
+	Flagged     int     // images flagged with the chosen thresholds
+	Recall      float64 // Caught / LargeErrors (1 when there are none)
+	FlagRate    float64 // Flagged / Measured
+	MetTarget   bool
+}
+
+// candidates returns up to max+1 distinct cut points spread over the
+// quantiles of v, plus the extra values, sorted.
+func candidates(v []float64, max int, extra ...float64) []float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	seen := map[float64]bool{}
+	var out []float64
+	add := func(x float64) {
+		if !math.IsNaN(x) && !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	for _, x := range extra {
+		add(x)
+	}
+	if len(s) > 0 {
+		for i := 0; i <= max; i++ {
+			add(s[(len(s)-1)*i/max])
+		}
+	}
+	sort.Float64s(out)
+	return out
+}
+
+// Calibrate chooses the tunable review thresholds (C7 minimum confidence,
+// C7 stage disagreement, probability for c7_obscured) on a validation set
+// so that the flag catches at least targetRecall of the results with an
+// angle error above largeDeg while flagging as few results as possible.
+// Ties prefer higher recall, then fewer reasons firing. The other
+// thresholds are kept from base. When no choice reaches the target, the one
+// with the highest recall (then the lowest flag rate) is returned with
+// MetTarget false. Cut points come from the quantiles of the validation
+// features, so the search is exhaustive over at most 41³ combinations.
+func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDeg float64) (Calibration, error) {
+	type item struct {
+		large, fixed  bool
+		conf, dis, pc float64
+	}
+	// Features that cannot fire a tunable reason.
+	never := base
+	never.C7MinConfidence = 0
+	never.C7MaxDisagreementMM = math.Inf(1)
+	never.C7ObscuredMinProb = math.Inf(1)
+
+	var items []item
+	var confs, diss, pcs []float64
+	for _, s := range samples {
+		if !s.Truth.Measurable || s.Result.Status != result.StatusOK || s.Result.Parameters == nil {
+			continue
+		}
+		it := item{
+			large: LargeError(&s.Result, &s.Truth, largeDeg),
+			fixed: len(never.Reasons(s.Features)) > 0,
+			conf:  s.Features.C7Confidence,
+			dis:   s.Features.C7DisagreementMM,
+			pc:    completeProb(base, s.Features),
+		}
+		items = append(items, it)
+		confs = append(confs, math.Nextafter(it.conf, math.Inf(1))) // "< t" then includes it
+		if it.dis >= 0 {
+			diss = append(diss, math.Nextafter(it.dis, math.Inf(-1))) // "> t" then includes it
+		}
+		if it.pc >= 0.5 {
+			pcs = append(pcs, it.pc)
+		}
+	}
+	if len(items) == 0 {
+		return Calibration{}, fmt.Errorf("calibrate: %w", ErrNoSamples)
+	}
+	confC := candidates(confs, 40, 0)
+	disC := candidates(diss, 40, math.Inf(1))
+	pcC := candidates(pcs, 40, 1.0)
+
+	best := Calibration{Recall: -1}
+	var bestScore [4]float64
+	for _, tc := range confC {
+		for _, td := range disC {
+			for _, tp := range pcC {
+				var flagged, large, caught, fires int
+				for _, it := range items {
+					r1 := it.conf < tc
+					r2 := it.dis >= 0 && it.dis > td
+					r3 := it.pc >= tp
+					f := it.fixed || r1 || r2 || r3
+					if r1 || r2 || r3 {
+						fires++
+					}
+					if f {
+						flagged++
+					}
+					if it.large {
+						large++
+						if f {
+							caught++
+						}
+					}
+				}
+				recall := 1.0
+				if large > 0 {
+					recall = float64(caught) / float64(large)
+				}
+				met := recall >= targetRecall
+				// Lexicographic score, smaller is better.
+				score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
+				if !met {
+					score = [4]float64{1, -recall, float64(flagged), float64(fires)}
+				}
+				if best.Recall < 0 || less(score, bestScore) {
+					bestScore = score
+					th := base
+					th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb = tc, td, tp
+					best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
+						Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
+				}
+			}
+		}
+	}
+	// A threshold of +Inf cannot be written as JSON: use a value above every
+	// observed disagreement instead (the reason then never fires on this set).
+	if math.IsInf(best.Thresholds.C7MaxDisagreementMM, 1) {
+		best.Thresholds.C7MaxDisagreementMM = 1000
+	}
+	best.Thresholds.C7MinConfidence = roundUp(best.Thresholds.C7MinConfidence, 1e-4)
+	best.Thresholds.C7MaxDisagreementMM = roundDown(best.Thresholds.C7MaxDisagreementMM, 1e-3)
+	best.Thresholds.C7ObscuredMinProb = roundDown(best.Thresholds.C7ObscuredMinProb, 1e-4)
+	return best, nil
+}
+
+// roundUp and roundDown round a threshold to a multiple of step (for a
+// readable file) in the direction that keeps every validation decision
+// unchanged or stricter (toward flagging).
+func roundUp(v, step float64) float64 {
+	r := math.Ceil(v/step) * step
+	for r < v {
+		r += step
+	}
+	return r
+}
+
+func roundDown(v, step float64) float64 {
+	r := math.Floor(v/step) * step
+	for r > v {
+		r -= step
+	}
+	return r
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func less(a, b [4]float64) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+// completeProb mirrors the probability the c7_obscured reason uses.
+func completeProb(th pipeline.Thresholds, f pipeline.Features) float64 {
+	p := f.C7Obscuration
+	if p[0]+p[1]+p[2] > 0 {
+		return p[2]
+	}
+	if th.Obscuration(f) == result.ObscurationComplete {
+		return 1
+	}
+	return 0
+}
