@@ -1,0 +1,63 @@
+package decode
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// phantomPixels returns a deterministic radiograph-like 12-bit image: smooth
+// anatomy-sized structures, an edge, and noise, so that compression and
+// histograms behave as on real data.
+func phantomPixels(rows, cols int, bits int, seed uint64) []int {
+	r := rand.New(rand.NewPCG(seed, 7))
+	maxV := float64(int(1)<<bits - 1)
+	px := make([]int, rows*cols)
+	for y := 0; y < rows; y++ {
+		for x := 0; x < cols; x++ {
+			fx, fy := float64(x)/float64(cols), float64(y)/float64(rows)
+			v := 0.35 + 0.25*math.Sin(6*fx+2*fy) + 0.15*math.Cos(17*fy*fx)
+			if (fx-0.5)*(fx-0.5)+(fy-0.45)*(fy-0.45) < 0.04 {
+				v += 0.2
+			}
+			v += 0.02 * r.NormFloat64()
+			px[y*cols+x] = int(math.Round(math.Max(0, math.Min(1, v)) * maxV))
+		}
+	}
+	return px
+}
+
+func benchImage(b *testing.B) []byte {
+	spec := imageSpec{rows: 2500, cols: 2048, bitsAlloc: 16, bitsStore: 12, photometric: "MONOCHROME1",
+		pixels: u16(phantomPixels(2500, 2048, 12, 1)...),
+		extra: []el{{tag: tagWindowCenter, vr: "DS", val: text("2048")}, {tag: tagWindowWidth, vr: "DS", val: text("4096")},
+			{tag: tagRescaleSlope, vr: "DS", val: text("1")}, {tag: tagRescaleIntercept, vr: "DS", val: text("0")}}}
+	return encode(b, explicitLE, spec.elems())
+}
+
+// BenchmarkDecodeNative16 decodes a 2500×2048 12-in-16-bit MONOCHROME1 image
+// from memory; /display adds the windowing into a reused buffer.
+func BenchmarkDecodeNative16(b *testing.B) {
+	data := benchImage(b)
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode+display", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		dst := make([]float32, 2500*2048)
+		for b.Loop() {
+			im, err := Decode(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			im.DisplayTo(dst)
+		}
+	})
+}

@@ -1,0 +1,277 @@
+// Package window implements the VOI LUT stage of the grayscale pipeline of
+// DICOM PS3.3 C.11.2: window centre/width with the LINEAR, LINEAR_EXACT and
+// SIGMOID functions (C.11.2.1.2, C.11.2.1.3), VOI LUT Sequence lookup tables
+// (C.11.2.1.1), and an automatic window derived from the image histogram for
+// objects that carry none.
+//
+// Every function maps modality values (the output of the Modality LUT stage)
+// to display values in [0,1] as float32, where 0 is black and 1 is white on a
+// MONOCHROME2 display. Inputs are never modified unless dst aliases src.
+// The package is pure: it knows nothing about DICOM files.
+package window
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Function is the VOI LUT Function (0028,1056) of PS3.3 C.11.2.1.3.
+type Function int
+
+const (
+	// Linear is the default function (C.11.2.1.2.1), used when VOI LUT Function is absent.
+	Linear Function = iota
+	// LinearExact is LINEAR_EXACT (C.11.2.1.3.2).
+	LinearExact
+	// Sigmoid is SIGMOID (C.11.2.1.3.1).
+	Sigmoid
+)
+
+// String returns the DICOM defined term of f.
+func (f Function) String() string {
+	switch f {
+	case Linear:
+		return "LINEAR"
+	case LinearExact:
+		return "LINEAR_EXACT"
+	case Sigmoid:
+		return "SIGMOID"
+	}
+	return fmt.Sprintf("Function(%d)", int(f))
+}
+
+// ParseFunction maps a VOI LUT Function defined term to a Function. An empty
+// string means LINEAR, as the standard says.
+func ParseFunction(s string) (Function, error) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "", "LINEAR":
+		return Linear, nil
+	case "LINEAR_EXACT":
+		return LinearExact, nil
+	case "SIGMOID":
+		return Sigmoid, nil
+	}
+	return Linear, fmt.Errorf("unknown VOI LUT function %q", s)
+}
+
+// Params is one window: Window Center (0028,1050), Window Width (0028,1051),
+// VOI LUT Function (0028,1056) and Window Center & Width Explanation (0028,1055).
+type Params struct {
+	Center, Width float64
+	Function      Function
+	Explanation   string
+}
+
+// Valid reports whether the width is usable with the function: at least 1 for
+// LINEAR, positive for LINEAR_EXACT and SIGMOID (PS3.3 C.11.2.1.2).
+func (p Params) Valid() bool {
+	if math.IsNaN(p.Center) || math.IsInf(p.Center, 0) || math.IsNaN(p.Width) || math.IsInf(p.Width, 0) {
+		return false
+	}
+	if p.Function == Linear {
+		return p.Width >= 1
+	}
+	return p.Width > 0
+}
+
+// LUT is one item of the VOI LUT Sequence (0028,3010): LUT Descriptor
+// (0028,3002) values 2 and 3 as FirstMapped and Bits, and LUT Data (0028,3006).
+type LUT struct {
+	// FirstMapped is the input value mapped to Data[0].
+	FirstMapped int
+	// Data holds the output values; inputs below FirstMapped map to Data[0],
+	// inputs above the last entry map to the last entry.
+	Data []uint16
+	// Bits is the number of bits of each output value (8 to 16); the output
+	// range 0..2^Bits-1 is scaled to [0,1].
+	Bits        int
+	Explanation string
+}
+
+// Apply maps src through the window p into dst, which must be at least as
+// long as src and may be src itself. Output values lie in [0,1].
+//
+// A width that is not Valid (zero, negative, or below 1 for LINEAR) cannot be
+// evaluated by the standard's formulas; Apply then thresholds at the centre
+// (values above it map to 1), which is the limit of the formulas as the width
+// shrinks. NaN inputs map to 0.
+func Apply(dst, src []float32, p Params) {
+	dst = dst[:len(src)]
+	c, w := p.Center, p.Width
+	if !p.Valid() {
+		for i, x := range src {
+			if float64(x) > c {
+				dst[i] = 1
+			} else {
+				dst[i] = 0
+			}
+		}
+		return
+	}
+	switch p.Function {
+	case Sigmoid:
+		// y = 1 / (1 + exp(-4 (x - c) / w))
+		k := -4 / w
+		for i, x := range src {
+			if x != x {
+				dst[i] = 0
+				continue
+			}
+			dst[i] = float32(1 / (1 + math.Exp(k*(float64(x)-c))))
+		}
+		return
+	case LinearExact:
+		// x <= c - w/2 -> 0; x > c + w/2 -> 1; else (x - c)/w + 0.5
+		linear(dst, src, 1/w, 0.5-c/w)
+	default:
+		// x <= c - 0.5 - (w-1)/2 -> 0; x > c - 0.5 + (w-1)/2 -> 1;
+		// else ((x - (c - 0.5)) / (w - 1) + 0.5)
+		if w == 1 {
+			lo := c - 0.5
+			// No interior: a pure threshold at c - 0.5.
+			for i, x := range src {
+				if float64(x) > lo {
+					dst[i] = 1
+				} else {
+					dst[i] = 0
+				}
+			}
+			return
+		}
+		linear(dst, src, 1/(w-1), 0.5-(c-0.5)/(w-1))
+	}
+}
+
+// linear evaluates the clamped affine map shared by LINEAR and LINEAR_EXACT.
+// The map is continuous (0 at lo, 1 at hi), so clamping a*x+b to [0,1]
+// equals the standard's piecewise definition. The negated comparison sends
+// NaN to 0.
+func linear(dst, src []float32, a, b float64) {
+	for i, x := range src {
+		y := float64(x)*a + b
+		if !(y > 0) {
+			y = 0
+		}
+		if y > 1 {
+			y = 1
+		}
+		dst[i] = float32(y)
+	}
+}
+
+// ApplyLUT maps src through the VOI LUT into dst (which may be src). Input
+// values are rounded to the nearest integer before lookup; inputs outside the
+// table take its first or last entry (PS3.3 C.11.2.1.1). Output values are
+// Data/(2^Bits-1), clamped to [0,1]. An empty LUT maps everything to 0.
+func ApplyLUT(dst, src []float32, lut *LUT) {
+	dst = dst[:len(src)]
+	if lut == nil || len(lut.Data) == 0 {
+		clear(dst)
+		return
+	}
+	bits := lut.Bits
+	if bits < 1 || bits > 16 {
+		bits = 16
+	}
+	scale := 1 / float64(uint32(1)<<bits-1)
+	// Precompute the float output of each entry once.
+	out := make([]float32, len(lut.Data))
+	for i, d := range lut.Data {
+		out[i] = float32(math.Min(float64(d)*scale, 1))
+	}
+	// Index = round(x) - FirstMapped, clamped to the table.
+	off := 0.5 - float64(lut.FirstMapped)
+	last := float64(len(out) - 1)
+	for i, x := range src {
+		v := float64(x) + off
+		if !(v > 0) { // also NaN
+			v = 0
+		}
+		if v > last {
+			v = last
+		}
+		dst[i] = out[int(v)]
+	}
+}
+
+// Auto percentiles: the window spans the values between these fractions of
+// the histogram, which ignores isolated outliers such as burned-in markers,
+// dead detector pixels and the unexposed background beyond the collimation.
+const (
+	autoLow  = 0.005
+	autoHigh = 0.995
+	autoBins = 4096
+)
+
+// Auto derives a LINEAR_EXACT window from the histogram of src for objects
+// that carry neither a window nor a VOI LUT: the window spans the 0.5th to the
+// 99.5th percentile of the finite values (4096-bin histogram between the
+// minimum and maximum). A constant image gets width 1 centred on its value;
+// an empty one (or all NaN) gets centre 0.5, width 1. The result is
+// deterministic and its Explanation is "AUTO".
+func Auto(src []float32) Params {
+	minV, maxV := math.Inf(1), math.Inf(-1)
+	n := 0
+	for _, x := range src {
+		v := float64(x)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		n++
+		if v < minV {
+			minV = v
+		}
+		if v > maxV {
+			maxV = v
+		}
+	}
+	if n == 0 {
+		return Params{Center: 0.5, Width: 1, Function: LinearExact, Explanation: "AUTO"}
+	}
+	if maxV == minV {
+		return Params{Center: minV, Width: 1, Function: LinearExact, Explanation: "AUTO"}
+	}
+	var hist [autoBins]int
+	scale := float64(autoBins) / (maxV - minV)
+	for _, x := range src {
+		v := float64(x)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		b := int((v - minV) * scale)
+		if b >= autoBins {
+			b = autoBins - 1
+		}
+		hist[b]++
+	}
+	binW := (maxV - minV) / autoBins
+	// Lower edge of the bin holding the low percentile, upper edge of the bin
+	// holding the high percentile.
+	lowCount := int(math.Floor(autoLow * float64(n)))
+	highCount := int(math.Ceil(autoHigh * float64(n)))
+	lo, hi := minV, maxV
+	cum := 0
+	for b, h := range hist {
+		if cum+h > lowCount {
+			lo = minV + float64(b)*binW
+			break
+		}
+		cum += h
+	}
+	cum = 0
+	for b, h := range hist {
+		cum += h
+		if cum >= highCount {
+			hi = minV + float64(b+1)*binW
+			break
+		}
+	}
+	if hi > maxV {
+		hi = maxV
+	}
+	if hi <= lo {
+		hi = lo + binW
+	}
+	return Params{Center: (lo + hi) / 2, Width: hi - lo, Function: LinearExact, Explanation: "AUTO"}
+}
