@@ -12,34 +12,46 @@ import (
 func TestClassifyView(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name                        string
-		vp, series, protocol, study string
-		want                        View
-		evidence                    string
+		name                            string
+		vp, series, protocol, study, po string
+		want                            View
+		evidence                        string
 	}{
 		// The three real Agfa CR headers of shared/realworld/pydicom-cspine-cr.
-		{"agfa lateral", "LL", "Cervical LAT", "", "XR C Spine Comp Min 4 Views", ViewLateral, "SeriesDescription"},
-		{"agfa oblique with AP view position", "AP", "Cervical OBLI 1", "", "XR C Spine Comp Min 4 Views", ViewOblique, "SeriesDescription"},
-		{"view position AP only", "AP", "", "", "", ViewFrontal, "ViewPosition"},
-		{"view position PA only", "PA", "", "", "", ViewFrontal, "ViewPosition"},
-		{"view position RL", "RL", "", "", "", ViewLateral, "ViewPosition"},
-		{"view position LLO", "LLO", "", "", "", ViewOblique, "ViewPosition"},
-		{"protocol lateral flexion", "", "", "C-Spine Flexion", "", ViewLateral, "ProtocolName"},
-		{"protocol oblique", "", "", "HWS schräg li", "", ViewOblique, "ProtocolName"},
-		{"series AP beats view position LL", "LL", "C-SPINE AP", "", "", ViewFrontal, "SeriesDescription"},
-		{"study names both views: unknown", "", "", "", "C-SPINE AP LAT", ViewUnknown, ""},
-		{"study names lateral only", "", "", "", "XR CSPINE 1 VIEW LAT", ViewLateral, "StudyDescription"},
-		{"capture is not AP", "", "Secondary capture", "", "", ViewUnknown, ""},
-		{"nothing", "", "", "", "", ViewUnknown, ""},
+		{"agfa lateral", "LL", "Cervical LAT", "", "XR C Spine Comp Min 4 Views", "", ViewLateral, "SeriesDescription"},
+		{"agfa oblique with AP view position", "AP", "Cervical OBLI 1", "", "XR C Spine Comp Min 4 Views", "", ViewOblique, "SeriesDescription"},
+		{"view position AP only", "AP", "", "", "", "", ViewFrontal, "ViewPosition"},
+		{"view position PA only", "PA", "", "", "", "", ViewFrontal, "ViewPosition"},
+		{"view position RL", "RL", "", "", "", "", ViewLateral, "ViewPosition"},
+		{"view position LLO", "LLO", "", "", "", "", ViewOblique, "ViewPosition"},
+		{"protocol lateral flexion", "", "", "C-Spine Flexion", "", "", ViewLateral, "ProtocolName"},
+		{"protocol oblique", "", "", "HWS schräg li", "", "", ViewOblique, "ProtocolName"},
+		{"series AP beats view position LL", "LL", "C-SPINE AP", "", "", "", ViewFrontal, "SeriesDescription"},
+		{"study names both views: unknown", "", "", "", "C-SPINE AP LAT", "", ViewUnknown, ""},
+		{"study names lateral only", "", "", "", "XR CSPINE 1 VIEW LAT", "", ViewLateral, "StudyDescription"},
+		{"capture is not AP", "", "Secondary capture", "", "", "", ViewUnknown, ""},
+		{"nothing", "", "", "", "", "", ViewUnknown, ""},
+		{"orientation posterior rows: lateral", "", "", "", "", "P\\F", ViewLateral, "PatientOrientation"},
+		{"orientation anterior rows: lateral", "", "", "", "", "A\\F", ViewLateral, "PatientOrientation"},
+		{"orientation L\\F never rejects", "", "", "", "", "L\\F", ViewUnknown, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := ClassifyView(tc.vp, tc.series, tc.protocol, tc.study)
+			got := ClassifyView(ViewHeader{ViewPosition: tc.vp, SeriesDescription: tc.series, ProtocolName: tc.protocol, StudyDescription: tc.study, PatientOrientation: tc.po})
 			if got.View != tc.want || !strings.HasPrefix(got.Evidence, tc.evidence) {
 				t.Errorf("ClassifyView = %v (%s), want %v (%s…)", got.View, got.Evidence, tc.want, tc.evidence)
 			}
 		})
+	}
+}
+
+func TestOtherBodyPart(t *testing.T) {
+	t.Parallel()
+	for bp, want := range map[string]bool{"CHEST": true, "chest ": true, "KNEE": true, "CSPINE": false, "NECK": false, "SPINE": false, "": false, "HEAD": false} {
+		if got := OtherBodyPart(bp); got != want {
+			t.Errorf("OtherBodyPart(%q) = %v", bp, got)
+		}
 	}
 }
 

@@ -88,23 +88,53 @@ func classifyViewPosition(vp string) View {
 	return ViewUnknown
 }
 
+// ViewHeader holds the header attributes the projection is decided on.
+type ViewHeader struct {
+	ViewPosition, SeriesDescription, ProtocolName, StudyDescription string
+	// PatientOrientation (0020,0020), e.g. "P\\F": only ever taken as
+	// evidence for a lateral (rows running anterior or posterior), never
+	// against one, because CR readers often write a fixed value (the Agfa
+	// lateral of shared/realworld says "L\\F").
+	PatientOrientation string
+}
+
 // ClassifyView decides the projection from the header. Series description
 // and protocol name (one acquisition) come first, then View Position, then a
-// study description that names a single kind of view.
-func ClassifyView(viewPosition, seriesDescription, protocolName, studyDescription string) HeaderView {
+// study description that names a single kind of view, then Patient
+// Orientation.
+func ClassifyView(h ViewHeader) HeaderView {
 	for _, c := range []struct{ attr, val string }{
-		{"SeriesDescription", seriesDescription},
-		{"ProtocolName", protocolName},
+		{"SeriesDescription", h.SeriesDescription},
+		{"ProtocolName", h.ProtocolName},
 	} {
 		if v := classifyText(c.val); v != ViewUnknown {
 			return HeaderView{v, fmt.Sprintf("%s %q", c.attr, c.val)}
 		}
 	}
-	if v := classifyViewPosition(viewPosition); v != ViewUnknown {
-		return HeaderView{v, fmt.Sprintf("ViewPosition %q", viewPosition)}
+	if v := classifyViewPosition(h.ViewPosition); v != ViewUnknown {
+		return HeaderView{v, fmt.Sprintf("ViewPosition %q", h.ViewPosition)}
 	}
-	if v := classifyText(studyDescription); v != ViewUnknown {
-		return HeaderView{v, fmt.Sprintf("StudyDescription %q", studyDescription)}
+	if v := classifyText(h.StudyDescription); v != ViewUnknown {
+		return HeaderView{v, fmt.Sprintf("StudyDescription %q", h.StudyDescription)}
+	}
+	if row, _, _ := strings.Cut(strings.ToUpper(h.PatientOrientation), "\\"); row == "A" || row == "P" {
+		return HeaderView{ViewLateral, fmt.Sprintf("PatientOrientation %q", h.PatientOrientation)}
 	}
 	return HeaderView{ViewUnknown, ""}
+}
+
+// Body parts (0018,0015) that are certainly not a cervical spine. Anything
+// else, including an empty value, a spine, the neck or the head, is accepted:
+// the attribute is often missing or generic in practice.
+var otherBodyParts = map[string]bool{
+	"CHEST": true, "ABDOMEN": true, "PELVIS": true, "LSPINE": true, "SSPINE": true, "COCCYX": true,
+	"HIP": true, "KNEE": true, "LEG": true, "ANKLE": true, "FOOT": true, "HEEL": true, "TOE": true,
+	"HAND": true, "WRIST": true, "FINGER": true, "THUMB": true, "ELBOW": true, "ARM": true, "FOREARM": true,
+	"BREAST": true, "FEMUR": true, "TIBIA": true, "HUMERUS": true, "RIB": true, "RIBS": true, "SACRUM": true,
+}
+
+// OtherBodyPart reports whether BodyPartExamined names a region that is
+// certainly not the cervical spine.
+func OtherBodyPart(bodyPart string) bool {
+	return otherBodyParts[strings.ToUpper(strings.TrimSpace(bodyPart))]
 }
