@@ -34,6 +34,9 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -166,7 +169,20 @@ func Open(ctx context.Context, dsn string, opts *Options) (*DB, error) {
 	var dialector gorm.Dialector
 	switch t.Dialect {
 	case Postgres:
-		dialector = postgres.Open(t.ConnString)
+		pc, err := pgx.ParseConfig(t.ConnString)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadDSN, err)
+		}
+		// Scan timestamptz as UTC, as SQLite does, so both databases give
+		// identical values.
+		sqlDB := stdlib.OpenDB(*pc, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+			c.TypeMap().RegisterType(&pgtype.Type{
+				Name: "timestamptz", OID: pgtype.TimestamptzOID,
+				Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC},
+			})
+			return nil
+		}))
+		dialector = postgres.New(postgres.Config{Conn: sqlDB})
 	case SQLite:
 		if err := os.MkdirAll(filepath.Dir(t.Path), 0o750); err != nil {
 			return nil, fmt.Errorf("open sqlite database: create directory: %w", err)

@@ -1,0 +1,211 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/cspine/cspine/store"
+)
+
+// InstanceState is what the node did with a received instance.
+type InstanceState string
+
+// Instance states.
+const (
+	InstanceReceived InstanceState = "received" // safe in the spool, study not yet assembled
+	InstanceSelected InstanceState = "selected" // chosen for measurement; an analyze job exists
+	InstanceSkipped  InstanceState = "skipped"  // not measured (StateReason: AP view, flexion, ...)
+	InstanceAnalyzed InstanceState = "analyzed" // an analysis row exists
+	InstanceFailed   InstanceState = "failed"   // analysis failed for good (job dead or cancelled)
+)
+
+// Instance is one received SOP instance, stored in the spool.
+type Instance struct {
+	ID                 int64 `gorm:"primaryKey"`
+	StudyID            int64
+	SeriesID           int64
+	SOPInstanceUID     string `gorm:"column:sop_instance_uid"`
+	SOPClassUID        string `gorm:"column:sop_class_uid"`
+	TransferSyntaxUID  string `gorm:"column:transfer_syntax_uid"`
+	InstanceNumber     *int
+	ViewPosition       string
+	PatientOrientation string
+	ImageLaterality    string
+	ImageRows          int
+	ImageColumns       int
+	// SpoolPath is the file, relative to the data directory.
+	SpoolPath      string
+	SHA256         string `gorm:"column:sha256"`
+	SizeBytes      int64
+	CallingAETitle string `gorm:"column:calling_ae_title"`
+	CalledAETitle  string `gorm:"column:called_ae_title"`
+	PeerAddress    string
+	State          InstanceState
+	StateReason    string
+	ReceivedAt     time.Time
+	PurgedAt       *time.Time
+	UpdatedAt      time.Time
+}
+
+// TableName implements gorm's Tabler.
+func (Instance) TableName() string { return "instances" }
+
+// InstanceRecordParams describe a received instance and its study and
+// series attributes.
+type InstanceRecordParams struct {
+	Instance Instance // StudyID, SeriesID, State are filled in
+	Study    Study    // StudyInstanceUID required; patient/study attributes
+	Series   Series   // SeriesInstanceUID required
+	// Source is SourcePush or SourcePull (default push).
+	Source string
+}
+
+// InstanceRecord stores a received instance: it creates its study and
+// series when new, inserts the instance, and counts it on the study
+// (LastInstanceAt restarts the quiet time; a completed study goes back to
+// receiving so that late images are assembled again). A SOP Instance UID
+// seen before gives ErrAlreadyExists and the stored instance, so a
+// re-sent image is recognised and never stored twice. Call it inside
+// InTx together with whatever else the arrival causes.
+func (s *Store) InstanceRecord(ctx context.Context, p InstanceRecordParams) (*Instance, error) {
+	if p.Study.StudyInstanceUID == "" || p.Series.SeriesInstanceUID == "" || p.Instance.SOPInstanceUID == "" {
+		return nil, fmt.Errorf("record instance: study, series and SOP instance UIDs are required")
+	}
+	var out *Instance
+	err := s.InTx(ctx, func(tx *Store) error {
+		db := tx.q(ctx)
+		if prev, err := tx.InstanceGetBySOPUID(ctx, p.Instance.SOPInstanceUID); err == nil {
+			out = prev
+			return fmt.Errorf("record instance %s: %w", p.Instance.SOPInstanceUID, ErrAlreadyExists)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		now := store.Now()
+		at := store.Normalize(p.Instance.ReceivedAt)
+		if p.Instance.ReceivedAt.IsZero() {
+			at = now
+		}
+		st := p.Study
+		st.ID = 0
+		st.State = StudyReceiving
+		st.Source = cmpOr(p.Source, SourcePush)
+		st.FirstInstanceAt, st.LastInstanceAt = at, at
+		if err := insertIgnore(db, &st, "study_instance_uid", "study_instance_uid = ?", st.StudyInstanceUID); err != nil {
+			return wrap("record instance: study", err)
+		}
+		se := p.Series
+		se.ID = 0
+		se.StudyID = st.ID
+		if err := insertIgnore(db, &se, "series_instance_uid", "series_instance_uid = ?", se.SeriesInstanceUID); err != nil {
+			return wrap("record instance: series", err)
+		}
+		if se.StudyID != st.ID {
+			return fmt.Errorf("record instance: series %s belongs to another study", se.SeriesInstanceUID)
+		}
+		in := p.Instance
+		in.ID = 0
+		in.StudyID, in.SeriesID = st.ID, se.ID
+		in.State = InstanceReceived
+		in.ReceivedAt = at
+		if err := db.Create(&in).Error; err != nil {
+			return wrap("record instance", err)
+		}
+		upd := map[string]any{
+			"instance_count":   gorm.Expr("instance_count + 1"),
+			"last_instance_at": gorm.Expr("CASE WHEN last_instance_at < ? THEN ? ELSE last_instance_at END", at, at),
+			"state":            StudyReceiving,
+			"state_reason":     "",
+			"completed_at":     nil,
+			"updated_at":       now,
+			"modalities":       mergeModalities(st.Modalities, se.Modality),
+		}
+		if err := db.Model(&Study{}).Where("id = ?", st.ID).Updates(upd).Error; err != nil {
+			return wrap("record instance: update study", err)
+		}
+		out = &in
+		return nil
+	})
+	return out, err
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// mergeModalities adds m to a backslash-separated set, keeping order.
+func mergeModalities(set, m string) string {
+	if m == "" {
+		return set
+	}
+	parts := strings.Split(set, `\`)
+	for _, p := range parts {
+		if p == m {
+			return set
+		}
+	}
+	if set == "" {
+		return m
+	}
+	return set + `\` + m
+}
+
+// InstanceGetBySOPUID returns the instance with a SOP Instance UID.
+func (s *Store) InstanceGetBySOPUID(ctx context.Context, uid string) (*Instance, error) {
+	var in Instance
+	err := s.q(ctx).Where("sop_instance_uid = ?", uid).Take(&in).Error
+	return &in, wrap("get instance by uid", err)
+}
+
+// InstanceGetByID returns an instance by row id.
+func (s *Store) InstanceGetByID(ctx context.Context, id int64) (*Instance, error) {
+	var in Instance
+	err := s.q(ctx).Take(&in, id).Error
+	return &in, wrap("get instance", err)
+}
+
+// InstanceListByStudy returns a study's instances in arrival order.
+func (s *Store) InstanceListByStudy(ctx context.Context, studyID int64) ([]Instance, error) {
+	var out []Instance
+	err := s.q(ctx).Where("study_id = ?", studyID).Order("received_at, id").Find(&out).Error
+	return out, wrap("list instances", err)
+}
+
+// InstanceSetState sets an instance's state and reason.
+func (s *Store) InstanceSetState(ctx context.Context, id int64, state InstanceState, reason string) error {
+	res := s.q(ctx).Model(&Instance{}).Where("id = ?", id).
+		Updates(map[string]any{"state": state, "state_reason": reason, "updated_at": store.Now()})
+	if res.Error == nil && res.RowsAffected == 0 {
+		return wrap("set instance state", ErrNotFound)
+	}
+	return wrap("set instance state", res.Error)
+}
+
+// InstanceListPurgeable returns unpurged instances received before cutoff
+// whose study is no longer receiving (spool retention).
+func (s *Store) InstanceListPurgeable(ctx context.Context, cutoff time.Time, limit int) ([]Instance, error) {
+	var out []Instance
+	err := s.q(ctx).
+		Where("purged_at IS NULL AND received_at < ?", store.Normalize(cutoff)).
+		Where("study_id IN (?)", s.q(ctx).Model(&Study{}).Select("id").Where("state <> ?", StudyReceiving)).
+		Order("received_at, id").Limit(limit).Find(&out).Error
+	return out, wrap("list purgeable instances", err)
+}
+
+// InstanceMarkPurged records that an instance's spool file was removed.
+func (s *Store) InstanceMarkPurged(ctx context.Context, id int64) error {
+	now := store.Now()
+	res := s.q(ctx).Model(&Instance{}).Where("id = ?", id).
+		Updates(map[string]any{"purged_at": now, "updated_at": now})
+	if res.Error == nil && res.RowsAffected == 0 {
+		return wrap("mark instance purged", ErrNotFound)
+	}
+	return wrap("mark instance purged", res.Error)
+}
