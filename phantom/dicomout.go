@@ -1,0 +1,142 @@
+package phantom
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/big"
+	"os"
+	"sort"
+	"strconv"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// SOP classes and transfer syntaxes the phantom writes.
+const (
+	sopCR              = "1.2.840.10008.5.1.4.1.1.1"
+	sopDXPresentation  = "1.2.840.10008.5.1.4.1.1.1.1"
+	tsExplicitLE       = "1.2.840.10008.1.2.1"
+	tsImplicitLE       = "1.2.840.10008.1.2"
+	implementationUID  = "2.25.246601398546133375129405326787655290623"
+	implementationName = "CSPINE_PHANTOM1"
+)
+
+// dsBuilder collects elements and writes them in ascending tag order, as
+// PS3.5 requires (suyashkumar/dicom writes elements in the order given).
+type dsBuilder struct {
+	elems []*dicom.Element
+	err   error
+}
+
+func (b *dsBuilder) add(t tag.Tag, v any) {
+	if b.err != nil {
+		return
+	}
+	e, err := dicom.NewElement(t, v)
+	if err != nil {
+		b.err = fmt.Errorf("element %v: %w", t, err)
+		return
+	}
+	b.elems = append(b.elems, e)
+}
+
+func (b *dsBuilder) str(t tag.Tag, s ...string) { b.add(t, s) }
+func (b *dsBuilder) ints(t tag.Tag, v ...int)   { b.add(t, v) }
+
+func sortElems(es []*dicom.Element) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, c := es[i].Tag, es[j].Tag
+		if a.Group != c.Group {
+			return a.Group < c.Group
+		}
+		return a.Element < c.Element
+	})
+}
+
+// seq adds a sequence whose items are built by the given builders.
+func (b *dsBuilder) seq(t tag.Tag, items ...*dsBuilder) {
+	var vals [][]*dicom.Element
+	for _, it := range items {
+		if it.err != nil && b.err == nil {
+			b.err = it.err
+		}
+		sortElems(it.elems)
+		vals = append(vals, it.elems)
+	}
+	if vals == nil {
+		vals = [][]*dicom.Element{}
+	}
+	b.add(t, vals)
+}
+
+func (b *dsBuilder) writeFile(path string) error {
+	if b.err != nil {
+		return b.err
+	}
+	sortElems(b.elems)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err := dicom.Write(w, dicom.Dataset{Elements: b.elems}, dicom.SkipVRVerification()); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// pixelElement returns native 16-bit pixel data, little endian.
+func pixelBytes(px []uint16) []byte {
+	b := make([]byte, 2*len(px))
+	for i, v := range px {
+		binary.LittleEndian.PutUint16(b[2*i:], v)
+	}
+	return b
+}
+
+// uidFor derives a deterministic UID under the 2.25 root (PS3.5 B.2) from a
+// run's seed and a label: the same seed always gives the same UIDs.
+func uidFor(seed uint64, label string) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("cspine-phantom/%d/%s", seed, label)))
+	n := new(big.Int).SetBytes(h[:16])
+	return "2.25." + n.String()
+}
+
+// ds formats a decimal string value (PS3.5 DS: at most 16 characters).
+func ds(v float64) string {
+	for prec := 6; prec >= 0; prec-- {
+		s := strconv.FormatFloat(v, 'f', prec, 64)
+		if len(s) <= 16 {
+			// Trim trailing zeros for readability.
+			for len(s) > 1 && s[len(s)-1] == '0' && containsDot(s) {
+				s = s[:len(s)-1]
+			}
+			if s[len(s)-1] == '.' {
+				s = s[:len(s)-1]
+			}
+			return s
+		}
+	}
+	return strconv.FormatFloat(v, 'g', 10, 64)
+}
+
+func containsDot(s string) bool {
+	for _, c := range s {
+		if c == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+func pixelDataInfo(px []uint16) dicom.PixelDataInfo {
+	return dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: pixelBytes(px)}
+}
