@@ -26,8 +26,8 @@ var levelNames = [nLv]string{"", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1",
 // vertebra is one body's four endplate corners.
 type vertebra struct {
 	supAnt, supPost, infAnt, infPost vec
-	supSlope, infSlope                float64 // degrees, canonical frame
-	centroid                          vec     // centroid of the drawn body outline
+	supSlope, infSlope               float64 // degrees, canonical frame
+	centroid                         vec     // centroid of the drawn body outline
 }
 
 // tissue describes how a bone shape attenuates in a lateral projection.
@@ -91,9 +91,9 @@ type anatomy struct {
 	neck     neckModel
 	shoulder [2]shoulderEdge
 	// obscuration facts filled by grade()
-	grade        string
+	grade string
 	// softFn, when set, replaces the lateral neck model (negative views).
-	softFn func(vec) float64
+	softFn       func(vec) float64
 	hiddenCorner int
 }
 

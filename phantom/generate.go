@@ -33,9 +33,9 @@ const (
 
 // Negative kinds: images that must not be measured; their truth says why.
 const (
-	NegativeAP        = "ap_view"
-	NegativeChest     = "chest_radiograph"
-	NegativeTooSmall  = "too_small"
+	NegativeAP       = "ap_view"
+	NegativeChest    = "chest_radiograph"
+	NegativeTooSmall = "too_small"
 )
 
 // Options controls a phantom run.

@@ -79,7 +79,7 @@ func roundedPoly(p []vec, r float64, steps int) []vec {
 		// Quadratic Bézier from a to b with control point cur.
 		for s := 0; s <= steps; s++ {
 			t := float64(s) / float64(steps)
-			q := a.mul((1-t)*(1-t)).add(cur.mul(2 * t * (1 - t))).add(b.mul(t * t))
+			q := a.mul((1 - t) * (1 - t)).add(cur.mul(2 * t * (1 - t))).add(b.mul(t * t))
 			out = append(out, q)
 		}
 	}

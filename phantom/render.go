@@ -15,13 +15,13 @@ type imaging struct {
 	inv        affine
 	rotDeg     float64
 	faceRight  bool
-	n0         float64 // photons per pixel, unattenuated, at the field centre
-	heel       float64 // relative intensity change from top to bottom (anode heel)
-	spr        float64 // scatter-to-primary scale
-	scatSigma  float64 // scatter kernel width (mm)
-	detBlur    float64 // 3-tap detector blur weight
-	elec       float64 // electronic noise (photon-equivalent standard deviation)
-	unsharp    float64 // edge-enhancement gain of the For Presentation processing
+	n0         float64    // photons per pixel, unattenuated, at the field centre
+	heel       float64    // relative intensity change from top to bottom (anode heel)
+	spr        float64    // scatter-to-primary scale
+	scatSigma  float64    // scatter kernel width (mm)
+	detBlur    float64    // 3-tap detector blur weight
+	elec       float64    // electronic noise (photon-equivalent standard deviation)
+	unsharp    float64    // edge-enhancement gain of the For Presentation processing
 	collim     [4]float64 // collimated field: left, top, right, bottom (pixels)
 	marker     markerSpec
 }

@@ -14,7 +14,7 @@ func newSampler(seed uint64, index int, stream uint64) *sampler {
 	return &sampler{rand.New(rand.NewPCG(seed^0x9e3779b97f4a7c15, uint64(index)*0x100000001b3+stream))}
 }
 
-func (s *sampler) uniform(lo, hi float64) float64 { return lo + (hi-lo)*s.r.Float64() }
+func (s *sampler) uniform(lo, hi float64) float64  { return lo + (hi-lo)*s.r.Float64() }
 func (s *sampler) normal(mean, sd float64) float64 { return mean + sd*s.r.NormFloat64() }
 
 // normalClip draws from a normal distribution truncated to [lo, hi] by
