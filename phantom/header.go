@@ -219,17 +219,23 @@ func (h *header) quantize(s *sampler, v []float32, im *imaging) []uint16 {
 		h.windows = append(h.windows, [2]float64{math.Round(center), math.Round(width * 1.6)})
 	}
 	if h.voi == "lut" {
-		// A VOI LUT over the modality range: a smooth S-curve, 12-bit output.
+		// A VOI LUT over the modality range: a smooth S-curve, 16-bit output (DX allows 8 or 16 bits per entry).
 		first := int(math.Floor(math.Min(a, c) - 0.1*(c-a)))
 		n := int(math.Ceil(1.2*(c-a))) + 1
 		if n > 65535 {
 			n = 65535
 		}
+		if first < 0 {
+			// LUT Descriptor's first value is US here; a negative first
+			// mapped value cannot be expressed, so use a window instead.
+			h.voi = "window"
+			return px
+		}
 		h.lutFirst = first
 		h.lut = make([]int, n)
 		for i := range h.lut {
 			x := (float64(i) - float64(n)/2) / (float64(n) / 5)
-			h.lut[i] = int(math.Round(4095 / (1 + math.Exp(-x))))
+			h.lut[i] = int(math.Round(65535 / (1 + math.Exp(-x))))
 		}
 	}
 	return px
@@ -383,7 +389,7 @@ func (h *header) dataset(s *sampler, o Options, p planned, im *imaging, px []uin
 	case "lut":
 		it := &dsBuilder{}
 		n := len(h.lut)
-		it.ints(tag.LUTDescriptor, n, h.lutFirst, 12)
+		it.ints(tag.LUTDescriptor, n, h.lutFirst, 16)
 		it.str(tag.LUTExplanation, "PROCESSED")
 		it.ints(tag.LUTData, h.lut...)
 		b.seq(tag.VOILUTSequence, it)
