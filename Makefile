@@ -1,0 +1,38 @@
+# cspine — the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/cspine
+DEMO    := out/demo
+
+.PHONY: all setup build run test test-go test-training bench vet fmt clean
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cspine
+
+# Sets everything up, generates a small phantom study set and analyses it
+# with the shipped reference models.
+run: setup build
+	$(BIN) phantom --count 8 --seed 1 --negatives 0.25 --out $(DEMO)
+	@if [ -f refmodels/manifest.json ] && $(BIN) help analyze >/dev/null 2>&1; then \
+		$(BIN) analyze --json $(DEMO)/*.dcm; \
+	else echo "reference models not present yet: analysis skipped"; fi
+
+# The test command (CI calls exactly this).
+test: setup
+	bash scripts/services.sh
+	$(GO) vet ./...
+	$(GO) test -p 2 -timeout 45m ./...
+	@if [ -x training/run_tests.sh ]; then training/run_tests.sh; fi
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./phantom/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin out
