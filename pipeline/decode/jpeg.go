@@ -1,13 +1,7 @@
 package decode
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"image"
-	"image/color"
-	"image/jpeg"
-	"io"
 )
 
 // sofInfo is the frame header of a JPEG stream (ITU-T T.81 B.2.2).
@@ -58,74 +52,3 @@ func scanSOF(data []byte) (sofInfo, error) {
 		p += 2 + l
 	}
 }
-
-// decodeJPEGBaseline decodes 8-bit lossy JPEG (Processes 1 and 2) with the
-// standard library. 12-bit lossy JPEG is rejected.
-func decodeJPEGBaseline(data []byte, f pixelFormat, ts string) (sampleSource, error) {
-	sof, err := scanSOF(data)
-	if err != nil {
-		return sampleSource{}, err
-	}
-	switch sof.marker {
-	case 0xC0, 0xC1, 0xC2:
-	case 0xC3:
-		return sampleSource{}, fmt.Errorf("%w: lossless JPEG stream under %s", ErrMalformed, syntaxName(ts))
-	default:
-		return sampleSource{}, &UnsupportedTransferSyntaxError{UID: ts, Name: fmt.Sprintf("%s with JPEG SOF%d", syntaxName(ts), sof.marker-0xC0)}
-	}
-	if sof.precision != 8 {
-		return sampleSource{}, &UnsupportedTransferSyntaxError{UID: ts, Name: fmt.Sprintf("%s, %d-bit lossy JPEG", syntaxName(ts), sof.precision)}
-	}
-	if sof.width != f.cols || sof.height != f.rows {
-		return sampleSource{}, fmt.Errorf("%w: JPEG frame is %d×%d, header says %d×%d", ErrMalformed, sof.width, sof.height, f.cols, f.rows)
-	}
-	if (sof.components == 1) != (f.spp == 1) {
-		return sampleSource{}, fmt.Errorf("%w: JPEG frame has %d components, SamplesPerPixel is %d", ErrMalformed, sof.components, f.spp)
-	}
-	img, err := jpeg.Decode(bytes.NewReader(data))
-	if err != nil {
-		var fe jpeg.FormatError
-		var ue jpeg.UnsupportedError
-		switch {
-		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-			return sampleSource{}, fmt.Errorf("%w: JPEG: %v", ErrTruncated, err)
-		case errors.As(err, &ue):
-			return sampleSource{}, fmt.Errorf("%w: JPEG: %v", ErrUnsupported, err)
-		case errors.As(err, &fe):
-			return sampleSource{}, fmt.Errorf("%w: JPEG: %v", ErrMalformed, err)
-		}
-		return sampleSource{}, fmt.Errorf("%w: JPEG: %v", ErrMalformed, err)
-	}
-	b := img.Bounds()
-	if b.Dx() != f.cols || b.Dy() != f.rows {
-		return sampleSource{}, fmt.Errorf("%w: JPEG decodes to %d×%d, header says %d×%d", ErrMalformed, b.Dx(), b.Dy(), f.cols, f.rows)
-	}
-	out := make([]byte, f.npix())
-	switch im := img.(type) {
-	case *image.Gray:
-		for y := 0; y < f.rows; y++ {
-			copy(out[y*f.cols:(y+1)*f.cols], im.Pix[y*im.Stride:])
-		}
-	case *image.YCbCr:
-		for y := 0; y < f.rows; y++ {
-			copy(out[y*f.cols:(y+1)*f.cols], im.Y[y*im.YStride:])
-		}
-	default:
-		for y := 0; y < f.rows; y++ {
-			for x := 0; x < f.cols; x++ {
-				c := color.RGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.RGBA)
-				out[y*f.cols+x] = byte(luma(uint32(c.R), uint32(c.G), uint32(c.B)))
-			}
-		}
-	}
-	if f.bitsAlloc == 8 {
-		return sampleSource{b8: out}, nil
-	}
-	u := make([]uint16, len(out))
-	for i, v := range out {
-		u[i] = uint16(v)
-	}
-	return sampleSource{u16: u}, nil
-}
-
-// decodeJPEGLossless is implemented in jpegll.go.
