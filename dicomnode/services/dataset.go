@@ -1,0 +1,116 @@
+package services
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+	"github.com/suyashkumar/dicom/pkg/uid"
+)
+
+// EncodeDataSet encodes elements (no group 0002) in transfer syntax ts, as
+// sent in a DIMSE data set (an identifier of C-FIND/C-MOVE/C-GET).
+func EncodeDataSet(elems []*dicom.Element, ts string) ([]byte, error) {
+	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
+	if err != nil {
+		return nil, fmt.Errorf("encode data set: %w", err)
+	}
+	var buf bytes.Buffer
+	w, err := dicom.NewWriter(&buf)
+	if err != nil {
+		return nil, err
+	}
+	w.SetTransferSyntax(bo, implicit)
+	for _, e := range elems {
+		if err := w.WriteElement(e); err != nil {
+			return nil, fmt.Errorf("encode data set element %v: %w", e.Tag, err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeDataSet decodes a data set without file meta in transfer syntax ts.
+// It never panics on malformed input.
+func DecodeDataSet(b []byte, ts string) (ds *dicom.Dataset, err error) {
+	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
+	if err != nil {
+		return nil, fmt.Errorf("decode data set: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			ds, err = nil, fmt.Errorf("decode data set: panic in parser: %v", r)
+		}
+	}()
+	p, err := dicom.NewParser(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipMetadataReadOnNewParserInit())
+	if err != nil {
+		return nil, fmt.Errorf("decode data set: %w", err)
+	}
+	p.SetTransferSyntax(bo, implicit)
+	out := &dicom.Dataset{}
+	for {
+		e, err := p.Next()
+		if errors.Is(err, dicom.ErrorEndOfDICOM) || errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode data set: %w", err)
+		}
+		out.Elements = append(out.Elements, e)
+	}
+}
+
+// headerIDs reads the SOP Class and SOP Instance UIDs from the beginning of
+// a data set. prefix holds its first bytes; truncated says whether the data
+// set continues beyond them. complete is false when the prefix ended before
+// both UIDs were read.
+func headerIDs(prefix []byte, truncated bool, ts string) (class, instance string, complete bool, err error) {
+	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
+	if err != nil {
+		return "", "", false, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in parser: %v", r)
+		}
+	}()
+	p, err := dicom.NewParser(bytes.NewReader(prefix), int64(len(prefix)), nil,
+		dicom.SkipMetadataReadOnNewParserInit(), dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet())
+	if err != nil {
+		return "", "", false, err
+	}
+	p.SetTransferSyntax(bo, implicit)
+	for {
+		e, err := p.Next()
+		if err != nil {
+			if errors.Is(err, dicom.ErrorEndOfDICOM) {
+				return class, instance, true, nil
+			}
+			if truncated && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+				return class, instance, false, nil
+			}
+			return class, instance, false, err
+		}
+		switch e.Tag {
+		case tag.SOPClassUID:
+			class = firstString(e)
+		case tag.SOPInstanceUID:
+			instance = firstString(e)
+			return class, instance, true, nil
+		}
+		if e.Tag.Group > 0x0008 {
+			return class, instance, true, nil
+		}
+	}
+}
+
+func firstString(e *dicom.Element) string {
+	if s, ok := e.Value.GetValue().([]string); ok && len(s) > 0 {
+		return s[0]
+	}
+	return ""
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,183 @@
+package services
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cspine/cspine/dicomnode/dimse"
+)
+
+// SpoolStore is the default durable StoreHandler: it keeps each received
+// instance as <Dir>/<SOP Instance UID>.dcm. Files are complete Part-10
+// files; they appear under their final name atomically (hard link from the
+// fsynced temporary file, then fsync of the directory), so a crash or a
+// full disk never leaves a half-written instance under a final name.
+//
+// A re-sent instance (same SOP Instance UID) with identical bytes is
+// recognised and not stored twice; one with different bytes is kept next to
+// the first as <UID>~N.dcm, since nothing received is thrown away.
+//
+// The service layer wraps SpoolStore: call Keep, record the instance in the
+// database, and only then answer success.
+type SpoolStore struct {
+	Dir    string
+	Logger *slog.Logger
+}
+
+// NewSpoolStore creates dir and its temporary sub-directory.
+func NewSpoolStore(dir string) (*SpoolStore, error) {
+	s := &SpoolStore{Dir: dir}
+	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
+		return nil, fmt.Errorf("spool store: %w", err)
+	}
+	return s, nil
+}
+
+// TempDir implements TempDirer: incoming files are written in Dir/.incoming,
+// on the same file system as Dir.
+func (s *SpoolStore) TempDir() string { return filepath.Join(s.Dir, ".incoming") }
+
+// Kept describes an instance kept by the SpoolStore.
+type Kept struct {
+	// Path of the instance's file.
+	Path string
+	// Duplicate: an identical copy was already kept at Path; nothing was written.
+	Duplicate bool
+	// Variant: a different instance with the same SOP Instance UID was
+	// already kept; this one was kept at Path (a ~N name).
+	Variant bool
+}
+
+// HandleStore implements StoreHandler.
+func (s *SpoolStore) HandleStore(ctx context.Context, req *StoreRequest) (dimse.Status, error) {
+	k, err := s.Keep(ctx, req)
+	if err != nil {
+		return dimse.StatusOutOfResources, err
+	}
+	if k.Variant {
+		s.log().Warn("spool: instance re-sent with different content, kept both", "path", k.Path)
+	}
+	return dimse.StatusSuccess, nil
+}
+
+func (s *SpoolStore) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}
+
+// Keep makes req.Path durable under its final name in Dir.
+func (s *SpoolStore) Keep(ctx context.Context, req *StoreRequest) (Kept, error) {
+	base := FileName(req.SOPInstanceUID)
+	for n := 1; n < 1000; n++ {
+		name := base + ".dcm"
+		if n > 1 {
+			name = fmt.Sprintf("%s~%d.dcm", base, n)
+		}
+		final := filepath.Join(s.Dir, name)
+		err := os.Link(req.Path, final)
+		if err == nil {
+			if err := syncDir(s.Dir); err != nil {
+				os.Remove(final)
+				return Kept{}, fmt.Errorf("spool: sync directory: %w", err)
+			}
+			return Kept{Path: final, Variant: n > 1}, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return Kept{}, fmt.Errorf("spool: link %s: %w", name, err)
+		}
+		same, err := sameContent(req.Path, final)
+		if err != nil {
+			return Kept{}, fmt.Errorf("spool: compare with %s: %w", name, err)
+		}
+		if same {
+			return Kept{Path: final, Duplicate: true}, nil
+		}
+	}
+	return Kept{}, fmt.Errorf("spool: too many variants of %s", base)
+}
+
+// FileName maps a UID to a safe file name: a valid UID is used as is, any
+// other character is replaced and a hash suffix keeps names distinct.
+func FileName(uid string) string {
+	ok := uid != "" && len(uid) <= 64
+	for _, r := range uid {
+		if (r < '0' || r > '9') && r != '.' {
+			ok = false
+		}
+	}
+	if ok && uid[0] != '.' {
+		return uid
+	}
+	clean := strings.Map(func(r rune) rune {
+		if (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, uid)
+	if len(clean) > 64 {
+		clean = clean[:64]
+	}
+	h := sha256.Sum256([]byte(uid))
+	return fmt.Sprintf("x%s-%x", strings.TrimLeft(clean, "."), h[:6])
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	sa, err := fa.Stat()
+	if err != nil {
+		return false, err
+	}
+	sb, err := fb.Stat()
+	if err != nil {
+		return false, err
+	}
+	if sa.Size() != sb.Size() {
+		return false, nil
+	}
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
+			return eb == ea, nil
+		}
+		if ea != nil {
+			return false, ea
+		}
+		if eb != nil {
+			return false, eb
+		}
+	}
+}

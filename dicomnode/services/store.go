@@ -1,0 +1,69 @@
+// Package services implements the DIMSE-C service classes of PS3.4 on top of
+// association and dimse: the Verification and Storage SCPs (Server), and
+// the SCU side of Verification, Storage, Query/Retrieve FIND, MOVE and GET
+// (Client).
+//
+// The Storage SCP streams each received data set into a Part-10 file in a
+// temporary directory, fsyncs it, and hands its path to a StoreHandler: the
+// single intervention hook whose answer is the C-STORE status. SpoolStore is
+// the default durable handler.
+package services
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/cspine/cspine/dicomnode/dimse"
+)
+
+// StoreRequest describes a received instance. The file at Path is a
+// complete Part-10 file (preamble, File Meta Information with the
+// negotiated transfer syntax, data set exactly as received), already
+// fsynced, in the StoreHandler's TempDir. The handler must move it (rename
+// or link) if it wants to keep it; after HandleStore returns, the server
+// removes whatever is left at Path.
+type StoreRequest struct {
+	SOPClassUID       string
+	SOPInstanceUID    string
+	TransferSyntaxUID string
+	CallingAETitle    string
+	CalledAETitle     string
+	RemoteAddr        net.Addr
+	// MoveOriginatorAETitle and MoveOriginatorMessageID are set when the
+	// C-STORE is a sub-operation of a C-MOVE.
+	MoveOriginatorAETitle   string
+	MoveOriginatorMessageID uint16
+	Path                    string
+	// DataSetSize is the number of data set bytes received (excluding file meta).
+	DataSetSize int64
+	Received    time.Time
+}
+
+// StoreHandler decides the outcome of a C-STORE. It is called once per
+// instance, after the data set was received completely and verified to
+// match the command's SOP Class and Instance UIDs.
+//
+// The returned status is sent as is when err is nil (0x0000 success, or a
+// 0xBxxx warning). When err is non-nil it is logged; a failure status
+// (0xA7xx, 0xA9xx, 0xCxxx) returned with it is sent, anything else becomes
+// 0xA700 (out of resources). A handler must only answer success once the
+// instance is durable: that is the promise C-STORE success makes.
+type StoreHandler interface {
+	HandleStore(ctx context.Context, req *StoreRequest) (dimse.Status, error)
+}
+
+// TempDirer is implemented by handlers that want incoming files written in
+// a particular directory (on the same file system as their store, so that
+// moving a file is a rename).
+type TempDirer interface {
+	TempDir() string
+}
+
+// StoreHandlerFunc adapts a function to StoreHandler.
+type StoreHandlerFunc func(ctx context.Context, req *StoreRequest) (dimse.Status, error)
+
+// HandleStore implements StoreHandler.
+func (f StoreHandlerFunc) HandleStore(ctx context.Context, req *StoreRequest) (dimse.Status, error) {
+	return f(ctx, req)
+}
