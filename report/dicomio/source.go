@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -294,4 +295,57 @@ func SeriesNumber(src Source, k Kind) int {
 		n = -n
 	}
 	return 9000 + 10*n + int(k)
+}
+
+// Device identifies this node: the SR's device observer and, in both
+// objects, the General Equipment (and SC Equipment) modules.
+type Device struct {
+	Manufacturer    string // Manufacturer (0008,0070), Device Observer Manufacturer
+	ModelName       string // Manufacturer's Model Name, Device Observer Model Name
+	Name            string // Station Name (first 16 characters), Device Observer Name
+	UID             string // Device Observer UID (required)
+	SerialNumber    string // Device Serial Number (optional)
+	SoftwareVersion string // cspine software version, first value of Software Versions
+}
+
+// Validate reports a missing required field.
+func (d Device) Validate() error {
+	if d.UID == "" || d.Manufacturer == "" || d.ModelName == "" || d.Name == "" || d.SoftwareVersion == "" {
+		return fmt.Errorf("dicomio: Device needs UID, Manufacturer, ModelName, Name and SoftwareVersion")
+	}
+	return nil
+}
+
+// SoftwareVersions returns the values of (0018,1020): the cspine version and
+// the model name and version.
+func (d Device) SoftwareVersions(modelName, modelVersion string) []string {
+	return []string{Shorten("cspine "+d.SoftwareVersion, 64), Shorten(modelName+" "+modelVersion, 64)}
+}
+
+// Shorten cuts s to at most n bytes (for SH/LO limits) without splitting a
+// UTF-8 sequence.
+func Shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Equipment returns the General Equipment module attributes.
+func (d Device) Equipment(institution, modelName, modelVersion string) ([]*dicom.Element, error) {
+	var b Builder
+	b.Add(Str(tag.Manufacturer, "LO", d.Manufacturer))
+	if institution != "" {
+		b.Add(Str(tag.InstitutionName, "LO", institution))
+	}
+	b.Add(Str(tag.StationName, "SH", Shorten(d.Name, 16)))
+	b.Add(Str(tag.ManufacturerModelName, "LO", d.ModelName))
+	if d.SerialNumber != "" {
+		b.Add(Str(tag.DeviceSerialNumber, "LO", d.SerialNumber))
+	}
+	b.Add(Str(tag.SoftwareVersions, "LO", d.SoftwareVersions(modelName, modelVersion)...))
+	return b.Elements()
 }

@@ -32,14 +32,7 @@ const ComprehensiveSRStorage = "1.2.840.10008.5.1.4.1.1.88.33"
 const SeriesDescription = "cspine AI C-spine alignment measurements (SR)"
 
 // Device identifies this node as the device observer and the equipment.
-type Device struct {
-	Manufacturer    string // Manufacturer (0008,0070), Device Observer Manufacturer
-	ModelName       string // Manufacturer's Model Name, Device Observer Model Name
-	Name            string // Station Name, Device Observer Name
-	UID             string // Device Observer UID (required)
-	SerialNumber    string // Device Serial Number (optional)
-	SoftwareVersion string // cspine software version, first value of Software Versions
-}
+type Device = dicomio.Device
 
 // Options configure a report. ContentTime and Device.UID are required: the
 // output is a function of the inputs alone (bit-identical on a re-run).
@@ -146,17 +139,11 @@ func Build(src dicomio.Source, res result.Result, opts Options) (dicom.Dataset, 
 	b.Add(dicomio.Str(tag.SeriesDescription, "LO", SeriesDescription))
 	b.Add(dicomio.Seq(tag.ReferencedPerformedProcedureStepSequence))
 	// General Equipment.
-	d := opts.Device
-	b.Add(dicomio.Str(tag.Manufacturer, "LO", d.Manufacturer))
-	if opts.InstitutionName != "" {
-		b.Add(dicomio.Str(tag.InstitutionName, "LO", opts.InstitutionName))
+	eq, err := opts.Device.Equipment(opts.InstitutionName, res.Model.Name, res.Model.Version)
+	if err != nil {
+		return dicom.Dataset{}, fmt.Errorf("sr: %w", err)
 	}
-	b.Add(dicomio.Str(tag.StationName, "SH", shorten(d.Name, 16)))
-	b.Add(dicomio.Str(tag.ManufacturerModelName, "LO", d.ModelName))
-	if d.SerialNumber != "" {
-		b.Add(dicomio.Str(tag.DeviceSerialNumber, "LO", d.SerialNumber))
-	}
-	b.Add(dicomio.Str(tag.SoftwareVersions, "LO", softwareVersions(d, res)...))
+	b.AddAll(eq...)
 	// SR Document General.
 	b.Add(dicomio.Str(tag.InstanceNumber, "IS", strconv.Itoa(opts.Revision+1)))
 	b.Add(dicomio.Str(tag.ContentDate, "DA", dicomio.Date(t)))
@@ -213,9 +200,8 @@ func validate(src dicomio.Source, res result.Result, opts Options) error {
 	if opts.ContentTime.IsZero() {
 		errs = append(errs, "Options.ContentTime is required")
 	}
-	d := opts.Device
-	if d.UID == "" || d.Manufacturer == "" || d.ModelName == "" || d.Name == "" || d.SoftwareVersion == "" {
-		errs = append(errs, "Options.Device needs UID, Manufacturer, ModelName, Name and SoftwareVersion")
+	if err := opts.Device.Validate(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if opts.Revision < 0 {
 		errs = append(errs, "negative revision")
@@ -238,18 +224,6 @@ func validate(src dicomio.Source, res result.Result, opts Options) error {
 		return fmt.Errorf("sr: %w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-func softwareVersions(d Device, res result.Result) []string {
-	v := []string{shorten("cspine "+d.SoftwareVersion, 64), shorten(res.Model.Name+" "+res.Model.Version, 64)}
-	return v
-}
-
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 func codingSchemeIdentification() (*dicom.Element, error) {
