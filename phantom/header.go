@@ -172,19 +172,28 @@ func (h *header) quantize(s *sampler, v []float32, im *imaging) []uint16 {
 	off := s.uniform(0.02, 0.1) * maxv
 	span := s.uniform(0.75, 0.88) * maxv
 	inv := h.photometric == "MONOCHROME1"
-	for i, x := range v {
-		q := (float64(x) - lo) / (hi - lo)
-		if q < 0 {
-			q = 0
-		} else if q > 1 {
-			q = 1
-		}
-		q = math.Pow(q, gamma)
-		sv := off + span*q
+	// The detector's tone curve as a table, interpolated linearly.
+	const nt = 4096
+	var tone [nt + 2]float64
+	for k := range tone {
+		q := math.Min(1, float64(k)/nt)
+		sv := off + span*math.Pow(q, gamma)
 		if inv {
 			sv = maxv - sv
 		}
-		px[i] = uint16(sv + 0.5)
+		tone[k] = sv + 0.5
+	}
+	scale := nt / (hi - lo)
+	for i, x := range v {
+		q := (float64(x) - lo) * scale
+		if q < 0 {
+			q = 0
+		} else if q > nt {
+			q = nt
+		}
+		k := int(q)
+		f := q - float64(k)
+		px[i] = uint16(tone[k] + f*(tone[k+1]-tone[k]))
 	}
 	if h.signed {
 		// Signed storage: shift the range to straddle zero (two's complement

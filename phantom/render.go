@@ -81,20 +81,28 @@ func (r *raster) upsampleRowAdd(dst []float32, y int, f int, add bool) {
 	row0 := r.pix[y0*r.w : (y0+1)*r.w]
 	row1 := r.pix[y1*r.w : (y1+1)*r.w]
 	inv := 1 / float32(f)
-	for x := range dst {
-		cx := x / f
-		fx := float32(x-cx*f) * inv
+	n := len(dst)
+	for cx := 0; cx*f < n; cx++ {
 		cx1 := cx + 1
 		if cx1 >= r.w {
 			cx1 = r.w - 1
 		}
-		a := row0[cx]*(1-fx) + row0[cx1]*fx
-		b := row1[cx]*(1-fx) + row1[cx1]*fx
-		v := a*(1-fy) + b*fy
+		a := row0[cx] + (row1[cx]-row0[cx])*fy
+		b := row0[cx1] + (row1[cx1]-row0[cx1])*fy
+		step := (b - a) * inv
+		end := min(cx*f+f, n)
+		seg := dst[cx*f : end]
+		v := a
 		if add {
-			dst[x] += v
+			for i := range seg {
+				seg[i] += v
+				v += step
+			}
 		} else {
-			dst[x] = v
+			for i := range seg {
+				seg[i] = v
+				v += step
+			}
 		}
 	}
 }
@@ -228,7 +236,7 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 		if n < 0.5 {
 			n = 0.5
 		}
-		out[i] = float32(-math.Log(n / n0))
+		out[i] = float32(-fastLog(n / n0))
 	}
 	if im.unsharp > 0 {
 		unsharpMask(out, W, H, f*4, float32(im.unsharp))
@@ -362,7 +370,12 @@ func addCollimation(mu []float32, W, H int, im *imaging) {
 	soft := 2 / im.ps // penumbra about 2 mm
 	for y := 0; y < H; y++ {
 		fy := float64(y)
+		rowInside := fy-t >= soft && b-fy >= soft
 		for x := 0; x < W; x++ {
+			if rowInside && x > int(l+soft)+1 && x < int(r-soft)-1 {
+				x = int(r-soft) - 1
+				continue
+			}
 			fx := float64(x)
 			d := math.Min(math.Min(fx-l, r-fx), math.Min(fy-t, b-fy))
 			if d >= soft {

@@ -95,5 +95,20 @@ func fastExp(x float64) float64 {
 	r := x - k*ln2
 	// Degree-6 Taylor on |r| <= 0.35: error < 2e-7.
 	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return math.Ldexp(p, int(k))
+	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
+}
+
+// fastLog is ln(x) for x > 0 (normal numbers) within about 1e-6 absolute.
+func fastLog(x float64) float64 {
+	const ln2 = 0.6931471805599453
+	b := math.Float64bits(x)
+	e := int64(b>>52&0x7ff) - 1023
+	m := math.Float64frombits(b&^(uint64(0x7ff)<<52) | uint64(1023)<<52) // [1,2)
+	if m > math.Sqrt2 {
+		m /= 2
+		e++
+	}
+	s := (m - 1) / (m + 1) // |s| <= 0.1716
+	s2 := s * s
+	return float64(e)*ln2 + 2*s*(1+s2*(1.0/3+s2*(1.0/5+s2*(1.0/7+s2*(1.0/9)))))
 }
