@@ -1,0 +1,1 @@
+"""cspine training recipe: the four stages of the hierarchical landmark pipeline."""

@@ -1,0 +1,117 @@
+"""ONNX export (opset 17) and the manifest pipeline/stages reads."""
+import datetime
+import hashlib
+import json
+import os
+import platform
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from . import config, datasets, imaging
+
+OPSET = 17
+
+
+class _C7Export(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        hm, logits = self.m(x)
+        return hm, torch.softmax(logits, dim=1)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _export(model, example, path, input_names, output_names):
+    model = model.eval().cpu()
+    tmp = path + ".tmp"
+    with torch.no_grad():
+        torch.onnx.export(model, example, tmp, opset_version=OPSET, input_names=input_names,
+                          output_names=output_names, do_constant_folding=True)
+    m = onnx.load(tmp)
+    onnx.checker.check_model(m)
+    os.replace(tmp, path)
+    ios = []
+    for lst in (m.graph.input, m.graph.output):
+        ios.append([{"name": v.name, "shape": [d.dim_value for d in v.type.tensor_type.shape.dim]} for v in lst])
+    return ios
+
+
+def export_all(args, gm, loc, c2m, c7m, n_images, train_seconds):
+    os.makedirs(args.out, exist_ok=True)
+    names = datasets.LANDMARK_NAMES
+    G, C2, C7 = config.GLOBAL, config.C2, config.C7
+    stages = {}
+
+    def add(key, fname, model, example, ins, outs, **extra):
+        path = os.path.join(args.out, fname)
+        i, o = _export(model, example, path, ins, outs)
+        stages[key] = {"file": fname, "sha256": sha256(path), "bytes": os.path.getsize(path), "inputs": i, "outputs": o, **extra}
+
+    add("global", "global.onnx", gm, torch.zeros(1, 1, G["input_size"], G["input_size"]), ["image"], ["heatmaps"],
+        input_size=G["input_size"], stride=G["stride"], landmarks=names)
+    add("c7_locator", "c7_locator.onnx", loc, torch.zeros(1, 57), ["landmarks"], ["region"],
+        landmarks=[names[i] for i in datasets.C2C6_IDX], presence_threshold=config.LOCATOR["presence_threshold"])
+    add("c2", "c2_refine.onnx", c2m, torch.zeros(1, 1, C2["input_size"], C2["input_size"]), ["image"], ["heatmaps"],
+        input_size=C2["input_size"], stride=C2["stride"], side_mm=C2["side_mm"],
+        fallback_vertebra_factor=C2["fallback_vertebra_factor"], landmarks=[names[i] for i in datasets.C2_IDX])
+    add("c7", "c7_refine.onnx", _C7Export(c7m), torch.zeros(1, 1, C7["input_size"], C7["input_size"]), ["image"],
+        ["heatmaps", "obscuration"], input_size=C7["input_size"], stride=C7["stride"], side_mm=C7["side_mm"],
+        fallback_vertebra_factor=C7["fallback_vertebra_factor"], landmarks=[names[i] for i in datasets.C7_IDX],
+        obscuration_classes=datasets.OBSCURATION)
+    manifest = {
+        "format": "cspine-models/1",
+        "name": args.name,
+        "version": args.version,
+        "clinical_use": "NOT FOR CLINICAL USE: trained on synthetic phantom radiographs only",
+        "trained_on": args.trained_on or ("%s dataset %s (%d measurable images)" % (args.format, os.path.basename(os.path.normpath(args.data)), n_images)),
+        "landmarks": names,
+        "normalisation": {
+            "display": "Modality LUT, then VOI LUT Sequence if present, else first WindowCenter/WindowWidth "
+                       "(VOI LUT Function), else automatic window %.1f..%.1f percentile of modality values; "
+                       "scaled to [0,1]; MONOCHROME1 inverted (1-v)" % imaging.AUTO_WINDOW_PERCENTILES,
+            "input": "float32 [1,1,S,S], display value in [0,1], no mean/std normalisation",
+            "letterbox": "centred in a square of side max(rows,cols), pad 0; downscale: mean of source pixels "
+                         "binned by floor((i+pad)*S/side); upscale: bilinear; u=(x+0.5+pad_x)*S/side-0.5",
+            "crop": "n x n axis-aligned, centre (cx,cy), step (sx,sy) original px per crop px, crop px (i,j) at "
+                    "x=cx+(j-(n-1)/2)*sx, y=cy+(i-(n-1)/2)*sy, mean of k x k bilinear subsamples, "
+                    "k=clamp(ceil(max(sx,sy)),1,4), outside reads 0; sx=side_mm/n/col_spacing, "
+                    "sy=side_mm/n/row_spacing, or sx=sy=fallback_vertebra_factor*V/n with V the median "
+                    "C3-C6 endplate width (px) from stage 1",
+            "heatmap_decoding": "argmax, per-axis parabola on log values of the peak and neighbours "
+                                "(offset clamped to +-0.5), confidence = peak clamped to [0,1]; "
+                                "input px = (h+0.5)*stride-0.5",
+            "c2_crop_centre": "mean of stage-1 C2_centroid, C2_inf_ant, C2_inf_post",
+            "c7_crop_centre": "stage-2 region centre",
+            "locator_input": "per C2..C6 landmark (x/S, y/S, present) in letterbox pixels; present = "
+                             "confidence >= presence_threshold, else x=y=0",
+            "locator_output": "C7 centre x, y and bounding-box w, h of the four C7 corners, letterbox units / S",
+        },
+        "training": {
+            "recipe": "training/ (python3 -m cspine_train.train)",
+            "seed": 20260127,
+            "images": n_images,
+            "train_seconds": round(train_seconds, 1),
+            "epochs": {"global": args.epochs_global, "c2": args.epochs_c2, "c7": args.epochs_c7},
+            "torch": torch.__version__,
+            "onnx_opset": OPSET,
+            "host": "%s, %d threads, device %s" % (platform.machine(), args.threads, args.device),
+            "date": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "stages": stages,
+    }
+    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return manifest

@@ -1,0 +1,282 @@
+"""Train the four stages and export them with their manifest.
+
+    /usr/bin/python3 -m cspine_train.train --data DIR [--format phantom|csxa] \
+        --work /tmp/cspine-train --out ../refmodels [--val DIR]
+
+Resumable: every stage checkpoints after each epoch into --work and a
+killed run continues where it stopped; finished stages are not retrained.
+"""
+import argparse
+import json
+import logging
+import math
+import os
+import time
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import augment, cache, config, datasets
+from .models import C7Locator, HeatmapNet
+
+log = logging.getLogger("cspine_train")
+
+SEED = 20260127
+
+
+def load_or_build_cache(args, data_dir, name):
+    path = os.path.join(args.work, name + ".npz")
+    if os.path.exists(path):
+        return cache.load(path)
+    if args.format == "phantom":
+        samples = datasets.load_phantom(data_dir, limit=args.limit)
+    else:
+        samples = datasets.load_csxa(data_dir, pixel_sizes=args.pixel_sizes, limit=args.limit)
+    return cache.build(samples, path)
+
+
+class Checkpointer:
+    def __init__(self, work, stage):
+        self.path = os.path.join(work, stage + ".ckpt")
+        self.final = os.path.join(work, stage + ".pt")
+
+    def done(self):
+        return os.path.exists(self.final)
+
+    def resume(self, model, opt, sched):
+        if not os.path.exists(self.path):
+            return 0
+        st = torch.load(self.path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        log.info("resume %s at epoch %d", self.path, st["epoch"])
+        return st["epoch"]
+
+    def save(self, model, opt, sched, epoch):
+        tmp = self.path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch}, tmp)
+        os.replace(tmp, self.path)
+
+    def finish(self, model, extra):
+        tmp = self.final + ".tmp"
+        torch.save({"model": model.state_dict(), **extra}, tmp)
+        os.replace(tmp, self.final)
+
+
+def heatmap_loss(pred, target, mask):
+    w = 1.0 + 9.0 * target
+    per = ((pred - target) ** 2 * w).mean(dim=(2, 3))  # [n, k]
+    return (per * mask).sum() / mask.sum().clamp(min=1.0) * 100.0
+
+
+def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls_weight=0.0):
+    ck = Checkpointer(args.work, stage)
+    if ck.done():
+        model.load_state_dict(torch.load(ck.final)["model"])
+        log.info("%s: already trained", stage)
+        return model
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, n_items // args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    start = ck.resume(model, opt, sched)
+    t0 = time.time()
+    for epoch in range(start, epochs):
+        model.train()
+        rng = np.random.default_rng([SEED, zlib.crc32(stage.encode()), epoch])
+        torch.manual_seed(SEED + epoch)
+        perm = rng.permutation(n_items)
+        tot, cnt = 0.0, 0
+        te = time.time()
+        for b in range(steps_per_epoch):
+            idx = perm[b * args.batch : (b + 1) * args.batch]
+            x, t, m, y = batches_fn(idx, rng)
+            out = model(x)
+            if isinstance(out, tuple):
+                hm, logits = out
+                loss = heatmap_loss(hm, t, m)
+                ok = y >= 0
+                if ok.any():
+                    loss = loss + cls_weight * F.cross_entropy(logits[ok], y[ok])
+            else:
+                loss = heatmap_loss(out, t, m)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss)
+            cnt += 1
+        ck.save(model, opt, sched, epoch + 1)
+        log.info("%s epoch %d/%d loss %.4f (%.0f s)", stage, epoch + 1, epochs, tot / cnt, time.time() - te)
+    ck.finish(model, {"train_seconds": time.time() - t0})
+    return model
+
+
+def global_batches(data):
+    G = config.GLOBAL["input_size"]
+    imgs = torch.from_numpy(data["g_img"])
+    pts = data["g_pts"].astype(np.float64)
+
+    def fn(idx, rng):
+        src = imgs[idx].float().unsqueeze(1) / 255.0
+        A = augment.affine_params(rng, len(idx), G, G, [((G - 1) / 2.0, (G - 1) / 2.0)] * len(idx),
+                                  (0.8, 1.25), 10.0, (0.06 * G, 0.15 * G), 0.5)
+        x = augment.warp(src, A, G)
+        x = augment.intensity(x, rng)
+        p = augment.warp_points(pts[idx], A)
+        t, m = augment.heatmaps(p, G, config.GLOBAL["stride"], config.GLOBAL["sigma"])
+        return x, t, m, torch.zeros(len(idx), dtype=torch.long) - 1
+
+    return fn
+
+
+def crop_batches(data, key, spec):
+    n = spec["input_size"]
+    cs = n * config.CACHE_FACTOR
+    imgs = torch.from_numpy(data[key + "_img"])
+    pts = data[key + "_pts"].astype(np.float64)
+    obsc = torch.from_numpy(data["obsc"].astype(np.int64))
+    step = spec["side_mm"] / n  # mm per crop pixel (nominal when spacing is unknown)
+    jit = (spec["jitter_mm"] / step, spec["jitter_clip_mm"] / step)
+
+    def fn(idx, rng):
+        src = imgs[idx].float().unsqueeze(1) / 255.0
+        A = augment.affine_params(rng, len(idx), n, n, [((cs - 1) / 2.0, (cs - 1) / 2.0)] * len(idx),
+                                  (0.88, 1.12), 6.0, jit, 0.5)
+        x = augment.warp(src, A, n)
+        x = augment.intensity(x, rng)
+        p = augment.warp_points(pts[idx], A)
+        t, m = augment.heatmaps(p, n, spec["stride"], spec["sigma"])
+        return x, t, m, obsc[idx]
+
+    return fn
+
+
+def locator_features(pts_norm, present):
+    """pts_norm (n, 19, 2) letterbox-normalised, present (n, 19) bool -> (n, 57)."""
+    f = np.concatenate([np.where(present[..., None], pts_norm, 0.0), present[..., None].astype(np.float64)], -1)
+    return f.reshape(len(f), -1).astype(np.float32)
+
+
+def locator_target(c7):
+    """c7 (n, 4, 2) -> (n, 4): centre x, y and bbox w, h."""
+    lo = c7.min(1)
+    hi = c7.max(1)
+    return np.concatenate([c7.mean(1), hi - lo], -1).astype(np.float32)
+
+
+def train_locator(args, data, noise_px):
+    ck = Checkpointer(args.work, "c7_locator")
+    model = C7Locator()
+    if ck.done():
+        model.load_state_dict(torch.load(ck.final)["model"])
+        return model
+    G = config.GLOBAL["input_size"]
+    pts = data["g_pts"].astype(np.float64) / G  # (N, 23, 2)
+    ok = ~np.isnan(pts).any((1, 2))
+    pts = pts[ok]
+    epochs, steps, bs = 30, 150, 256
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps)
+    start = ck.resume(model, opt, sched)
+    t0 = time.time()
+    sig = noise_px / G
+    for epoch in range(start, epochs):
+        rng = np.random.default_rng([SEED, 7, epoch])
+        torch.manual_seed(SEED + 7 + epoch)
+        tot = 0.0
+        for _ in range(steps):
+            idx = rng.integers(0, len(pts), bs)
+            p = pts[idx].copy()
+            # random similarity transform about the image centre, flips
+            s = np.exp(rng.uniform(np.log(0.7), np.log(1.4), bs))
+            th = np.radians(rng.uniform(-15, 15, bs))
+            fl = np.where(rng.random(bs) < 0.5, -1.0, 1.0)
+            c, sn = np.cos(th) * s, np.sin(th) * s
+            q = p - 0.5
+            qx = q[..., 0] * fl[:, None]
+            qy = q[..., 1]
+            p = np.stack([c[:, None] * qx - sn[:, None] * qy, sn[:, None] * qx + c[:, None] * qy], -1) + 0.5
+            p += rng.uniform(-0.12, 0.12, (bs, 1, 2))
+            target = locator_target(p[:, datasets.C7_IDX])
+            inp = p[:, datasets.C2C6_IDX].copy()
+            # stage-1-like noise: a per-image level, occasional gross outliers
+            lvl = rng.uniform(0.3, 1.5, (bs, 1, 1)) * sig
+            inp += rng.normal(0, 1, inp.shape) * lvl
+            out = rng.random((bs, 19)) < 0.02
+            inp[out] += rng.normal(0, 0.04, (int(out.sum()), 2))
+            # dropout of low-confidence points: lower vertebrae behind the shoulders
+            present = rng.random((bs, 19)) > 0.04
+            cut = rng.random(bs) < 0.5
+            first = rng.integers(7, 19, bs)  # from C4 inferior .. C6 down
+            present &= ~(cut[:, None] & (np.arange(19)[None, :] >= first[:, None]))
+            present[:, 0] |= True  # C2 centroid is always visible on a lateral film
+            x = torch.from_numpy(locator_features(inp, present))
+            y = torch.from_numpy(target)
+            loss = F.smooth_l1_loss(model(x) * 20, y * 20)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss)
+        ck.save(model, opt, sched, epoch + 1)
+        if (epoch + 1) % 10 == 0:
+            log.info("c7_locator epoch %d/%d loss %.4f", epoch + 1, epochs, tot / steps)
+    ck.finish(model, {"train_seconds": time.time() - t0})
+    return model
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="training dataset directory")
+    ap.add_argument("--val", help="validation dataset directory (same format)")
+    ap.add_argument("--format", choices=["phantom", "csxa"], default="phantom")
+    ap.add_argument("--pixel-sizes", help="CSXA: CSV of per-image pixel size (mm)")
+    ap.add_argument("--work", required=True, help="cache and checkpoint directory (resumable)")
+    ap.add_argument("--out", required=True, help="where the ONNX files and manifest.json go")
+    ap.add_argument("--limit", type=int, default=0, help="use at most N images (0 = all)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--epochs-global", type=int, default=10)
+    ap.add_argument("--epochs-c2", type=int, default=8)
+    ap.add_argument("--epochs-c7", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--name", default="cspine-phantom")
+    ap.add_argument("--trained-on", default="", help="provenance text for the manifest")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(SEED)
+    os.makedirs(args.work, exist_ok=True)
+    t_start = time.time()
+
+    data = load_or_build_cache(args, args.data, "train")
+    n = len(data["ids"])
+    log.info("training images: %d", n)
+    G = config.GLOBAL
+    gm = train_heatmap_stage(args, "global", HeatmapNet(23, out_stride=G["stride"]), global_batches(data), n,
+                             args.epochs_global, 3e-3)
+    ok2 = ~np.isnan(data["c2_pts"]).all((1, 2))
+    ok7 = ~np.isnan(data["c7_pts"]).all((1, 2))
+    sub2 = {k: v[ok2] for k, v in data.items()}
+    sub7 = {k: v[ok7] for k, v in data.items()}
+    c2m = train_heatmap_stage(args, "c2", HeatmapNet(3, out_stride=config.C2["stride"]),
+                              crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3)
+    c7m = train_heatmap_stage(args, "c7", HeatmapNet(4, out_stride=config.C7["stride"], obscuration_classes=3),
+                              crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5)
+    loc = train_locator(args, data, noise_px=1.5)
+    train_seconds = time.time() - t_start
+    from . import export
+
+    export.export_all(args, gm, loc, c2m, c7m, n, train_seconds)
+    if args.val:
+        from . import evaluate
+
+        evaluate.run(args, args.out)
+
+
+if __name__ == "__main__":
+    main()
