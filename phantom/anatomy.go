@@ -288,12 +288,12 @@ func ellipsePoly(c vec, a, b, rot float64, steps int) []vec {
 // Bone tissues. Excess attenuation over soft tissue near 60–70 keV:
 // trabecular bone ≈ 0.012–0.02 /mm, the tangential cortical shell much more.
 func bodyTissue(s *sampler, lateralWidth float64) tissue {
-	return tissue{mu: s.uniform(0.016, 0.026), depth: lateralWidth, edgeR: 3.5,
+	return tissue{mu: s.uniform(0.024, 0.036), depth: lateralWidth, edgeR: 3.5,
 		cortex: s.uniform(0.4, 0.7), cortW: s.uniform(0.6, 1.0), tex: s.uniform(0.25, 0.45)}
 }
 
 func postTissue(s *sampler, depth float64) tissue {
-	return tissue{mu: s.uniform(0.016, 0.024), depth: depth, edgeR: 2.5,
+	return tissue{mu: s.uniform(0.022, 0.032), depth: depth, edgeR: 2.5,
 		cortex: s.uniform(0.25, 0.45), cortW: 0.7, tex: 0.3}
 }
 

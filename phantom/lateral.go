@@ -94,8 +94,12 @@ func sampleImaging(s *sampler, roi []vec, rows, cols int) *imaging {
 	im.scatSigma = s.uniform(15, 40)
 	im.detBlur = s.uniform(0.04, 0.22)
 	im.elec = s.uniform(1, 6)
-	if s.chance(0.55) {
-		im.unsharp = s.uniform(0.3, 1.2)
+	if s.chance(0.6) {
+		im.unsharp = s.uniform(0.2, 0.9)
+	}
+	if s.chance(0.85) {
+		im.equalize = s.uniform(0.35, 0.8)
+		im.eqScale = s.uniform(15, 40)
 	}
 	// Collimation: inside the region's bounding box, sometimes off-image.
 	rx0, ry0, rx1, ry1 := x0+tx, y0+ty, x1+tx, y1+ty

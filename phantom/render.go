@@ -22,6 +22,8 @@ type imaging struct {
 	detBlur    float64    // 3-tap detector blur weight
 	elec       float64    // electronic noise (photon-equivalent standard deviation)
 	unsharp    float64    // edge-enhancement gain of the For Presentation processing
+	equalize   float64    // large-scale dynamic-range compression (0..1)
+	eqScale    float64    // its scale (mm)
 	collim     [4]float64 // collimated field: left, top, right, bottom (pixels)
 	marker     markerSpec
 }
@@ -238,8 +240,15 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 		}
 		out[i] = float32(-fastLog(n / n0))
 	}
+	// For Presentation processing: dynamic-range compression of the large
+	// scales (so bone stays visible over thick and thin soft tissue), then
+	// optional edge enhancement.
+	if im.equalize > 0 {
+		fe := int(math.Max(2, math.Round(2/im.ps)))
+		multiScale(out, W, H, fe, int(math.Round(im.eqScale/2/1.7)), float32(-im.equalize), false)
+	}
 	if im.unsharp > 0 {
-		unsharpMask(out, W, H, f*4, float32(im.unsharp))
+		multiScale(out, W, H, f, 2, float32(im.unsharp), true)
 	}
 	return out
 }
@@ -281,9 +290,11 @@ func detectorBlur(v []float32, W, H int, w float32) {
 	}
 }
 
-// unsharpMask adds gain·(v − blur(v)) with a wide blur computed on a grid
-// decimated by f: the edge enhancement of typical For Presentation images.
-func unsharpMask(v []float32, W, H, f int, gain float32) {
+// multiScale filters v with a low-pass computed on a grid decimated by f and
+// box-blurred with radius rad: with detail=true it adds gain·(v − low), the
+// edge enhancement of For Presentation images; otherwise gain·low, which for
+// a negative gain compresses the large-scale dynamic range.
+func multiScale(v []float32, W, H, f, rad int, gain float32, detail bool) {
 	cw, ch := W/f+2, H/f+2
 	low := newRaster(cw, ch)
 	cnt := make([]float32, cw*ch)
@@ -300,13 +311,19 @@ func unsharpMask(v []float32, W, H, f int, gain float32) {
 			low.pix[i] /= cnt[i]
 		}
 	}
-	low.boxBlur(2)
+	low.boxBlur(rad)
 	row := make([]float32, W)
 	for y := 0; y < H; y++ {
 		low.upsampleRowAdd(row, y, f, false)
 		r := v[y*W : (y+1)*W]
-		for x := range r {
-			r[x] += gain * (r[x] - row[x])
+		if detail {
+			for x := range r {
+				r[x] += gain * (r[x] - row[x])
+			}
+		} else {
+			for x := range r {
+				r[x] += gain * row[x]
+			}
 		}
 	}
 }
