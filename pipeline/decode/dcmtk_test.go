@@ -1,7 +1,9 @@
 package decode
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -217,4 +219,111 @@ func firstDiff(a, b []float32) string {
 		return ""
 	}
 	return fmt.Sprintf("%d of %d pixels differ, first at %d: %v vs %v", n, len(a), first, a[first], b[first])
+}
+
+// compressWithDCMTK writes spec as a native file and returns the path of its
+// compression by tool.
+func compressWithDCMTK(t *testing.T, dir, name string, spec imageSpec, tool ...string) string {
+	t.Helper()
+	src := filepath.Join(dir, name+"_src.dcm")
+	if err := os.WriteFile(src, encode(t, explicitLE, spec.elems()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, name+".dcm")
+	dcmtk(t, tool[0], append(tool[1:], src, out)...)
+	return out
+}
+
+// TestInteropMultiFrame: frame 0 of a three-frame object, encapsulated with
+// and without a Basic Offset Table, equals frame 0 of the original.
+func TestInteropMultiFrame(t *testing.T) {
+	if testing.Short() {
+		t.Skip("DCMTK interop skipped in -short mode")
+	}
+	t.Parallel()
+	const rows, cols = 40, 30
+	px := phantomPixels(3*rows, cols, 12, 9)
+	spec := imageSpec{rows: rows, cols: cols, bitsAlloc: 16, bitsStore: 12, pixels: u16(px...),
+		extra: []el{{tag: tagNumberOfFrames, vr: "IS", val: text("3")}}}
+	want := make([]float64, rows*cols)
+	for i := range want {
+		want[i] = float64(px[i])
+	}
+	dir := t.TempDir()
+	for name, tool := range map[string][]string{
+		"lossless_bot":   {"dcmcjpeg", "+e1"},
+		"lossless_nobot": {"dcmcjpeg", "+e1", "-ot"},
+		"rle":            {"dcmcrle"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			im, err := File(compressWithDCMTK(t, dir, name, spec, tool...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if im.Meta.NumberOfFrames != 3 {
+				t.Errorf("NumberOfFrames %d", im.Meta.NumberOfFrames)
+			}
+			checkModality(t, im, want)
+		})
+	}
+	// Several fragments per frame and no offset table: frames cannot be
+	// told apart without parsing the codestreams.
+	path := compressWithDCMTK(t, dir, "fragmented", spec, "dcmcjpeg", "+e1", "-ot", "+fs", "1")
+	if _, err := File(path); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("fragmented frames without offset table: %v", err)
+	}
+}
+
+// TestInteropTruncatedCodestream cuts the codestream inside a DCMTK-written
+// fragment (keeping the item lengths consistent, as a faulty sender would):
+// every cut is an error, or, when only padding was cut, the full image.
+func TestInteropTruncatedCodestream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("DCMTK interop skipped in -short mode")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	srcs := interopSources()
+	for name, c := range map[string]struct {
+		src  imageSpec
+		tool []string
+	}{
+		"jpeg_lossless":  {srcs[3].spec, []string{"dcmcjpeg", "+e1"}},
+		"rle":            {srcs[3].spec, []string{"dcmcrle"}},
+		"jpeg_baseline":  {srcs[0].spec, []string{"dcmcjpeg", "+eb"}},
+		"jpeg_ycbcr_422": {srcs[5].spec, []string{"dcmcjpeg", "+eb"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(compressWithDCMTK(t, dir, name, c.src, c.tool...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			full, err := Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			po, err := parseObject(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frag := po.ds[tagPixelData].frags[0]
+			off := bytes.Index(b, frag)
+			if off < 8 {
+				t.Fatal("fragment not found")
+			}
+			step := max(1, len(frag)/53)
+			for n := 0; n < len(frag); n += step {
+				for _, cut := range []int{n, len(frag) - 1 - n%7} {
+					mod := append([]byte(nil), b[:off]...)
+					binary.LittleEndian.PutUint32(mod[off-4:], uint32(cut))
+					mod = append(mod, frag[:cut]...)
+					mod = append(mod, b[off+len(frag):]...)
+					im, err := Decode(mod)
+					if err == nil && firstDiff(im.Modality, full.Modality) != "" {
+						t.Fatalf("codestream cut to %d of %d bytes: partial image without error", cut, len(frag))
+					}
+				}
+			}
+		})
+	}
 }
