@@ -70,7 +70,7 @@ func (an *anatomy) placeShoulders(s *sampler, target string) {
 		case "none":
 			lambda = hi - dh + s.uniform(2, 45)
 		case "complete":
-			lambda = lo - dh - s.uniform(1, 30)
+			lambda = lo - dh - s.uniform(1, 15)
 		default:
 			lambda = lo - dh + s.uniform(0.1, 0.9)*(hi-lo)
 		}
