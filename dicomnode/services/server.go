@@ -61,6 +61,8 @@ func (s *Server) Serve(ctx context.Context, a *association.Association) error {
 			return err
 		}
 		if err := s.dispatch(ctx, a, m); err != nil {
+			// A-ABORT (a no-op when the association is already closed).
+			a.Abort()
 			return err
 		}
 	}
