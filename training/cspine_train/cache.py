@@ -72,3 +72,26 @@ def build(samples, out_path):
 def load(path):
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def main(argv=None):
+    import argparse
+
+    from . import datasets
+
+    ap = argparse.ArgumentParser(description="decode a dataset once into a training cache (.npz)")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--format", choices=["phantom", "csxa"], default="phantom")
+    ap.add_argument("--pixel-sizes")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.format == "phantom":
+        samples = datasets.load_phantom(args.data)
+    else:
+        samples = datasets.load_csxa(args.data, pixel_sizes=args.pixel_sizes)
+    build(samples, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -75,7 +75,7 @@ def export_all(args, gm, loc, c2m, c7m, n_images, train_seconds):
         "name": args.name,
         "version": args.version,
         "clinical_use": "NOT FOR CLINICAL USE: trained on synthetic phantom radiographs only",
-        "trained_on": args.trained_on or ("%s dataset %s (%d measurable images)" % (args.format, os.path.basename(os.path.normpath(args.data)), n_images)),
+        "trained_on": args.trained_on or ("%s dataset %s (%d measurable images)" % (args.format, "+".join(os.path.basename(os.path.normpath(d)) for d in args.data), n_images)),
         "landmarks": names,
         "normalisation": {
             "display": "Modality LUT, then VOI LUT Sequence if present, else first WindowCenter/WindowWidth "

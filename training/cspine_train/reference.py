@@ -57,7 +57,7 @@ class Reference:
             return out
         # stage 2: locator
         present = conf[datasets.C2C6_IDX] >= config.LOCATOR["presence_threshold"]
-        present[0] = True if conf[0] > 0 else present[0]
+        present[0] = True  # C2 centroid always passed (as in training)
         feat = np.concatenate([np.where(present[:, None], up[datasets.C2C6_IDX] / S, 0.0), present[:, None].astype(np.float64)], -1)
         reg = self.locator_fn(feat.reshape(1, -1).astype(np.float32))[0].astype(np.float64)
         side, pad_x, pad_y, scale = imaging.letterbox_params(rows, cols, S)

@@ -26,15 +26,20 @@ log = logging.getLogger("cspine_train")
 SEED = 20260127
 
 
-def load_or_build_cache(args, data_dir, name):
-    path = os.path.join(args.work, name + ".npz")
-    if os.path.exists(path):
-        return cache.load(path)
-    if args.format == "phantom":
-        samples = datasets.load_phantom(data_dir, limit=args.limit)
-    else:
-        samples = datasets.load_csxa(data_dir, pixel_sizes=args.pixel_sizes, limit=args.limit)
-    return cache.build(samples, path)
+def load_or_build_cache(args, data_dirs):
+    """One cache per dataset directory (work/cache-<dir name>.npz), built on
+    first use and concatenated; several directories make one training set."""
+    parts = []
+    for d in data_dirs:
+        path = os.path.join(args.work, "cache-%s.npz" % os.path.basename(os.path.normpath(d)))
+        if not os.path.exists(path):
+            if args.format == "phantom":
+                samples = datasets.load_phantom(d, limit=args.limit)
+            else:
+                samples = datasets.load_csxa(d, pixel_sizes=args.pixel_sizes, limit=args.limit)
+            cache.build(samples, path)
+        parts.append(cache.load(path))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class Checkpointer:
@@ -230,7 +235,7 @@ def train_locator(args, data, noise_px):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="training dataset directory")
+    ap.add_argument("--data", required=True, nargs="+", help="training dataset directories")
     ap.add_argument("--val", help="validation dataset directory (same format)")
     ap.add_argument("--format", choices=["phantom", "csxa"], default="phantom")
     ap.add_argument("--pixel-sizes", help="CSXA: CSV of per-image pixel size (mm)")
@@ -253,7 +258,7 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
     t_start = time.time()
 
-    data = load_or_build_cache(args, args.data, "train")
+    data = load_or_build_cache(args, args.data)
     n = len(data["ids"])
     log.info("training images: %d", n)
     G = config.GLOBAL

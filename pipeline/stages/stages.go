@@ -1,0 +1,347 @@
+// Package stages runs the hierarchical landmark models of Kang et al. 2026
+// on ONNX Runtime:
+//
+//  1. global: the whole display image, letterboxed to a square, gives 23
+//     landmark heatmaps, decoded with sub-pixel refinement and a confidence
+//     each;
+//  2. C7 locator: an MLP from the C2–C6 landmarks of stage 1 to the C7
+//     region (centre and size), which finds a C7 hidden by the shoulders;
+//  3. specialists: crops around C2 and around the C7 region, cut from the
+//     original-resolution image at a fixed physical size (or relative to the
+//     vertebra size when the spacing is unknown), refined by a C2 and a C7
+//     model; the C7 model also estimates C7 obscuration.
+//
+// Merging and measuring (stage 4) belong to package pipeline. Models are
+// described by a manifest (see Manifest) whose sha256 sums are verified at
+// Load. A loaded Models is safe for concurrent use.
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cspine/cspine/pipeline/ort"
+)
+
+// EnvModelDir names the model directory when Config.ModelDir is empty.
+const EnvModelDir = "CSPINE_MODELS"
+
+// DefaultModelDir is the reference model directory, searched upward from
+// the working directory and the executable's directory.
+const DefaultModelDir = "refmodels"
+
+// Config configures Load.
+type Config struct {
+	// ModelDir holds manifest.json and the ONNX files; empty: $CSPINE_MODELS,
+	// then DefaultModelDir.
+	ModelDir string
+	// ORTLibrary is the ONNX Runtime shared library (see package ort for
+	// the default search).
+	ORTLibrary string
+	// Threads is the intra-op thread count of each model (0: ONNX Runtime's
+	// default).
+	Threads int
+	// PreferCUDA tries the CUDA execution provider first.
+	PreferCUDA bool
+	// Logger receives the provider line; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Info identifies the loaded models.
+type Info struct {
+	Name, Version string
+	// Provider is the execution provider: "cuda" or "cpu".
+	Provider string
+	// TrainedOn is the manifest's training provenance.
+	TrainedOn string
+	// ClinicalUse is the manifest's statement on clinical use.
+	ClinicalUse string
+	// Dir is the model directory.
+	Dir string
+}
+
+// Input is one image for Run.
+type Input struct {
+	Rows, Cols int
+	// Pix is the display image in [0,1] on the original grid, row-major.
+	Pix []float32
+	// SpacingMM is the pixel spacing (row, col) in mm; 0,0 when unknown.
+	SpacingMM [2]float64
+}
+
+// Point is a position in original-grid pixels (X column, Y row).
+type Point struct{ X, Y float64 }
+
+// Region is a rectangle centred on (CX, CY), W×H, in original-grid pixels.
+type Region struct{ CX, CY, W, H float64 }
+
+// Output is what the stages found.
+type Output struct {
+	// Global are the stage-1 landmarks in the channel order of
+	// result.LandmarkNames, with their confidences.
+	Global     [23]Point
+	GlobalConf [23]float64
+	// C7Region is the stage-2 C7 region (zero in single-stage mode).
+	C7Region Region
+	// C2 are the refined C2_centroid, C2_inf_ant, C2_inf_post; C7 the refined
+	// C7 sup_ant, sup_post, inf_ant, inf_post. In single-stage mode they hold
+	// the global values and Refined is false.
+	C2     [3]Point
+	C2Conf [3]float64
+	C7     [4]Point
+	C7Conf [4]float64
+	// C7Obscuration is P(none), P(partial), P(complete) from the C7
+	// specialist (zero in single-stage mode).
+	C7Obscuration [3]float64
+	// Refined is true when stages 2 and 3 ran.
+	Refined bool
+	// TimingsMS: "global", "c7_locator", "refine" (milliseconds).
+	TimingsMS map[string]float64
+	// C2Crop and C7Crop are the specialist crops used (original grid).
+	C2Crop, C7Crop Region
+}
+
+// Models is a loaded model set.
+type Models struct {
+	man                 *Manifest
+	dir                 string
+	rt                  *ort.Runtime
+	global, loc, c2, c7 *ort.Session
+	globalN, c2N, c7N   int // input sizes
+	globalH, c2H, c7H   int // heatmap sizes
+}
+
+// ErrBadInput is returned by Run for an input it cannot process.
+var ErrBadInput = errors.New("stages: bad input")
+
+// ResolveModelDir returns the model directory Load would use.
+func ResolveModelDir(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if d := os.Getenv(EnvModelDir); d != "" {
+		return d, nil
+	}
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, dir := range starts {
+		for range 8 {
+			p := filepath.Join(dir, DefaultModelDir)
+			if _, err := os.Stat(filepath.Join(p, ManifestFile)); err == nil {
+				return p, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", fmt.Errorf("stages: no model directory: set %s or pass one (looked for %s/%s upward)", EnvModelDir, DefaultModelDir, ManifestFile)
+}
+
+// Load reads the manifest, verifies every model's sha256 and creates the
+// ONNX Runtime sessions once.
+func Load(cfg Config) (*Models, error) {
+	dir, err := ResolveModelDir(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	man, err := ReadManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("stages: %w", err)
+	}
+	rt, err := ort.Open(ort.Config{Library: cfg.ORTLibrary, Threads: cfg.Threads, PreferCUDA: cfg.PreferCUDA, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("stages: %w", err)
+	}
+	m := &Models{man: man, dir: dir, rt: rt}
+	open := func(s *StageSpec) (*ort.Session, error) {
+		return rt.NewSession(filepath.Join(dir, s.File), ios(s.Inputs), ios(s.Outputs))
+	}
+	st := &man.Stages
+	for _, x := range []struct {
+		dst  **ort.Session
+		spec *StageSpec
+	}{{&m.global, &st.Global}, {&m.loc, &st.C7Locator}, {&m.c2, &st.C2}, {&m.c7, &st.C7}} {
+		s, err := open(x.spec)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("stages: %w", err)
+		}
+		*x.dst = s
+	}
+	m.globalN, m.globalH = st.Global.InputSize, st.Global.InputSize/st.Global.Stride
+	m.c2N, m.c2H = st.C2.InputSize, st.C2.InputSize/st.C2.Stride
+	m.c7N, m.c7H = st.C7.InputSize, st.C7.InputSize/st.C7.Stride
+	return m, nil
+}
+
+func ios(ts []TensorSpec) []ort.IO {
+	out := make([]ort.IO, len(ts))
+	for i, t := range ts {
+		out[i] = ort.IO{Name: t.Name, Shape: t.Shape}
+	}
+	return out
+}
+
+// Close releases the sessions and the runtime.
+func (m *Models) Close() error {
+	var errs []error
+	for _, s := range []*ort.Session{m.global, m.loc, m.c2, m.c7} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	if m.rt != nil {
+		errs = append(errs, m.rt.Close())
+		m.rt = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Info identifies the models and the execution provider.
+func (m *Models) Info() Info {
+	return Info{Name: m.man.Name, Version: m.man.Version, Provider: m.rt.Provider(),
+		TrainedOn: m.man.TrainedOn, ClinicalUse: m.man.ClinicalUse, Dir: m.dir}
+}
+
+// Manifest returns the loaded manifest.
+func (m *Models) Manifest() *Manifest { return m.man }
+
+func since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// Run finds the landmarks of one image. With hierarchical false only stage
+// 1 runs (the single-stage baseline). Same input, same output, bit for bit.
+func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output, error) {
+	if in.Rows < 16 || in.Cols < 16 || len(in.Pix) != in.Rows*in.Cols {
+		return nil, fmt.Errorf("%w: %d×%d image with %d pixels", ErrBadInput, in.Cols, in.Rows, len(in.Pix))
+	}
+	sp := in.SpacingMM
+	spacingKnown := sp[0] > 0 && sp[1] > 0 && !math.IsInf(sp[0], 0) && !math.IsInf(sp[1], 0)
+	out := &Output{TimingsMS: map[string]float64{}}
+
+	// Stage 1: global.
+	t := time.Now()
+	lb := newLetterbox(in.Rows, in.Cols, m.globalN)
+	img := make([]float32, m.globalN*m.globalN)
+	lb.letterbox(in.Pix, img)
+	res, err := m.global.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(m.globalN), int64(m.globalN)}, Data: img})
+	if err != nil {
+		return nil, fmt.Errorf("stages: global: %w", err)
+	}
+	hp, conf := decodeHeatmaps(res[0].Data, 23, m.globalH, m.globalH)
+	var lbPts [23]Point
+	for i := range hp {
+		lbPts[i] = heatmapToInput(hp[i], m.man.Stages.Global.Stride)
+		out.Global[i] = lb.fromLetterbox(lbPts[i])
+		out.GlobalConf[i] = conf[i]
+	}
+	out.TimingsMS["global"] = since(t)
+	if !hierarchical {
+		copy(out.C2[:], out.Global[:3])
+		copy(out.C2Conf[:], out.GlobalConf[:3])
+		copy(out.C7[:], out.Global[19:])
+		copy(out.C7Conf[:], out.GlobalConf[19:])
+		return out, nil
+	}
+
+	// Stage 2: C7 locator.
+	t = time.Now()
+	loc := &m.man.Stages.C7Locator
+	feat := make([]float32, 19*3)
+	S := float64(m.globalN)
+	for i := range 19 {
+		if i == 0 || out.GlobalConf[i] >= loc.PresenceThreshold {
+			feat[3*i] = float32(lbPts[i].X / S)
+			feat[3*i+1] = float32(lbPts[i].Y / S)
+			feat[3*i+2] = 1
+		}
+	}
+	res, err = m.loc.Run(ctx, ort.Tensor{Shape: []int64{1, 57}, Data: feat})
+	if err != nil {
+		return nil, fmt.Errorf("stages: c7 locator: %w", err)
+	}
+	r := res[0].Data
+	c := lb.fromLetterbox(Point{X: float64(r[0]) * S, Y: float64(r[1]) * S})
+	out.C7Region = Region{CX: c.X, CY: c.Y, W: float64(r[2]) * S / lb.scale, H: float64(r[3]) * S / lb.scale}
+	out.TimingsMS["c7_locator"] = since(t)
+
+	// Stage 3: specialists on crops from the original grid.
+	t = time.Now()
+	vs := vertebraSize(&out.Global)
+	if vs <= 0 {
+		vs = float64(max(in.Rows, in.Cols)) / 20
+	}
+	step := func(s *StageSpec) (float64, float64) {
+		n := float64(s.InputSize)
+		if spacingKnown {
+			return s.SideMM / n / sp[1], s.SideMM / n / sp[0]
+		}
+		v := s.FallbackVertebraFactor * vs / n
+		return v, v
+	}
+	c2s := &m.man.Stages.C2
+	c2c := Point{X: (out.Global[0].X + out.Global[1].X + out.Global[2].X) / 3, Y: (out.Global[0].Y + out.Global[1].Y + out.Global[2].Y) / 3}
+	sx, sy := step(c2s)
+	c2g := cropGeom{CX: c2c.X, CY: c2c.Y, SX: sx, SY: sy, N: c2s.InputSize}
+	pts, cf, _, err := m.specialist(ctx, m.c2, c2g, in, 3, m.c2H, c2s.Stride)
+	if err != nil {
+		return nil, fmt.Errorf("stages: c2 specialist: %w", err)
+	}
+	copy(out.C2[:], pts)
+	copy(out.C2Conf[:], cf)
+	out.C2Crop = Region{CX: c2g.CX, CY: c2g.CY, W: sx * float64(c2g.N), H: sy * float64(c2g.N)}
+
+	c7s := &m.man.Stages.C7
+	sx, sy = step(c7s)
+	c7g := cropGeom{CX: out.C7Region.CX, CY: out.C7Region.CY, SX: sx, SY: sy, N: c7s.InputSize}
+	pts, cf, extra, err := m.specialist(ctx, m.c7, c7g, in, 4, m.c7H, c7s.Stride)
+	if err != nil {
+		return nil, fmt.Errorf("stages: c7 specialist: %w", err)
+	}
+	copy(out.C7[:], pts)
+	copy(out.C7Conf[:], cf)
+	for i := range 3 {
+		out.C7Obscuration[i] = float64(extra[i])
+	}
+	out.C7Crop = Region{CX: c7g.CX, CY: c7g.CY, W: sx * float64(c7g.N), H: sy * float64(c7g.N)}
+	out.TimingsMS["refine"] = since(t)
+	out.Refined = true
+	return out, nil
+}
+
+// specialist crops, runs a specialist and maps its landmarks back. extra is
+// the second output (C7 obscuration), if any.
+func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in Input, channels, h, stride int) ([]Point, []float64, []float32, error) {
+	if !(g.SX > 0) || !(g.SY > 0) || math.IsInf(g.SX, 0) || math.IsInf(g.SY, 0) || math.IsNaN(g.CX) || math.IsNaN(g.CY) {
+		return nil, nil, nil, fmt.Errorf("%w: crop geometry %+v", ErrBadInput, g)
+	}
+	img := make([]float32, g.N*g.N)
+	g.crop(in.Pix, in.Rows, in.Cols, img)
+	res, err := s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(g.N), int64(g.N)}, Data: img})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hp, conf := decodeHeatmaps(res[0].Data, channels, h, h)
+	pts := make([]Point, channels)
+	for i, p := range hp {
+		pts[i] = g.fromCrop(heatmapToInput(p, stride))
+	}
+	var extra []float32
+	if len(res) > 1 {
+		extra = res[1].Data
+	}
+	return pts, conf, extra, nil
+}
