@@ -72,15 +72,19 @@ func New(t testing.TB, dialect string, opts *Opts) *store.DB {
 // SQLite returns a fresh SQLite database in t.TempDir().
 func SQLite(t testing.TB, opts *Opts) *store.DB {
 	t.Helper()
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "cspine.db")
-	return open(t, dsn, opts)
+	return Open(t, SQLiteDSN(t), opts)
+}
+
+// SQLiteDSN returns the DSN of a new SQLite file in t.TempDir().
+func SQLiteDSN(t testing.TB) string {
+	return "sqlite:" + filepath.Join(t.TempDir(), "cspine.db")
 }
 
 // Postgres returns a fresh PostgreSQL database, dropped at cleanup.
 func Postgres(t testing.TB, opts *Opts) *store.DB {
 	t.Helper()
 	dsn, _ := CreatePostgresDB(t)
-	return open(t, dsn, opts)
+	return Open(t, dsn, opts)
 }
 
 // CreatePostgresDB creates an empty, uniquely named database on the test
@@ -129,7 +133,9 @@ func CreatePostgresDB(t testing.TB) (dsn, name string) {
 	return u.String(), name
 }
 
-func open(t testing.TB, dsn string, opts *Opts) *store.DB {
+// Open opens (and unless opts.NoMigrate, migrates) the database at dsn,
+// closing it at cleanup. Several Opens of one DSN act as separate nodes.
+func Open(t testing.TB, dsn string, opts *Opts) *store.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, dsn, &store.Options{Logger: slog.New(slog.DiscardHandler)})
