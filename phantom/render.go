@@ -212,45 +212,89 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	addMarker(mu, W, H, im)
 	addCollimation(mu, W, H, im)
 
-	// Transmission, scatter, detector blur, noise, log.
-	sig := make([]float32, W*H)
+	// Transmission with scatter and heel effect, quantum and electronic
+	// noise, log, in one pass; then the detector blur (applied to the log
+	// signal: for the small blur it is, the difference is negligible, and
+	// it correlates the noise as a scintillator does).
+	out := mu // in place
 	srow := make([]float32, W)
-	for y := 0; y < H; y++ {
-		scat.upsampleRowAdd(srow, y, f, false)
-		heel := 1 + im.heel*(float64(y)/float64(H)-0.5)
-		for x := 0; x < W; x++ {
-			i := y*W + x
-			sig[i] = float32(heel) * (float32(fastExp(-float64(mu[i]))) + srow[x])
-		}
-	}
-	detectorBlur(sig, W, H, float32(im.detBlur))
-	out := mu // reuse
 	rng := s.uint64() | 1
 	n0 := im.n0
 	el2 := im.elec * im.elec
-	for i, v := range sig {
-		n := n0 * float64(v)
-		rng ^= rng << 13
-		rng ^= rng >> 7
-		rng ^= rng << 17
-		z := normTable[rng>>52]
-		n += math.Sqrt(n+el2) * z
-		if n < 0.5 {
-			n = 0.5
+	for y := 0; y < H; y++ {
+		scat.upsampleRowAdd(srow, y, f, false)
+		heel := n0 * (1 + im.heel*(float64(y)/float64(H)-0.5))
+		row := out[y*W : (y+1)*W]
+		for x, m := range row {
+			n := heel * (fastExp(-float64(m)) + float64(srow[x]))
+			rng ^= rng << 13
+			rng ^= rng >> 7
+			rng ^= rng << 17
+			n += math.Sqrt(n+el2) * normTable[rng>>52]
+			if n < 0.5 {
+				n = 0.5
+			}
+			row[x] = float32(-fastLog(n / n0))
 		}
-		out[i] = float32(-fastLog(n / n0))
 	}
-	// For Presentation processing: dynamic-range compression of the large
-	// scales (so bone stays visible over thick and thin soft tissue), then
-	// optional edge enhancement.
-	if im.equalize > 0 {
-		fe := int(math.Max(2, math.Round(2/im.ps)))
-		multiScale(out, W, H, fe, int(math.Round(im.eqScale/2/1.7)), float32(-im.equalize), false)
-	}
-	if im.unsharp > 0 {
-		multiScale(out, W, H, f, 2, float32(im.unsharp), true)
-	}
+	detectorBlur(out, W, H, float32(im.detBlur))
+	// For Presentation processing: large-scale dynamic-range compression
+	// (bone stays visible over thick and thin soft tissue) and optional
+	// edge enhancement, applied together in one pass.
+	present(out, W, H, f, im)
 	return out
+}
+
+// present applies v' = (1+k)·v − k·low_s(v) − c·low_l(v): k the edge
+// enhancement gain over a small low-pass (about 2.5 mm), c the compression
+// of a large low-pass (im.eqScale). Both low-passes come from one
+// decimation of v on the coarse grid, so the full image is read once and
+// written once.
+func present(v []float32, W, H, f int, im *imaging) {
+	k, c := float32(im.unsharp), float32(im.equalize)
+	if k == 0 && c == 0 {
+		return
+	}
+	cw, ch := W/f+2, H/f+2
+	low := newRaster(cw, ch)
+	cnt := make([]float32, cw*ch)
+	for y := 0; y < H; y++ {
+		cy := (y + f/2) / f
+		row := v[y*W : (y+1)*W]
+		base := cy * cw
+		for x, p := range row {
+			kk := base + (x+f/2)/f
+			low.pix[kk] += p
+			cnt[kk]++
+		}
+	}
+	for i := range low.pix {
+		if cnt[i] > 0 {
+			low.pix[i] /= cnt[i]
+		}
+	}
+	corr := newRaster(cw, ch)
+	if c > 0 {
+		large := &raster{w: cw, h: ch, pix: append([]float32(nil), low.pix...)}
+		large.boxBlur(int(math.Max(1, math.Round(im.eqScale/(im.ps*float64(f))/1.7))))
+		for i, p := range large.pix {
+			corr.pix[i] -= c * p
+		}
+	}
+	if k > 0 {
+		low.boxBlur(2)
+		for i, p := range low.pix {
+			corr.pix[i] -= k * p
+		}
+	}
+	row := make([]float32, W)
+	for y := 0; y < H; y++ {
+		corr.upsampleRowAdd(row, y, f, false)
+		r := v[y*W : (y+1)*W]
+		for x := range r {
+			r[x] = (1+k)*r[x] + row[x]
+		}
+	}
 }
 
 // normTable holds 4096 standard normal deviates (inverse CDF at the bin
@@ -286,44 +330,6 @@ func detectorBlur(v []float32, W, H int, w float32) {
 			p := cur[x]
 			cur[x] = c*p + w*(prev[x]+next[x])
 			prev[x] = p
-		}
-	}
-}
-
-// multiScale filters v with a low-pass computed on a grid decimated by f and
-// box-blurred with radius rad: with detail=true it adds gain·(v − low), the
-// edge enhancement of For Presentation images; otherwise gain·low, which for
-// a negative gain compresses the large-scale dynamic range.
-func multiScale(v []float32, W, H, f, rad int, gain float32, detail bool) {
-	cw, ch := W/f+2, H/f+2
-	low := newRaster(cw, ch)
-	cnt := make([]float32, cw*ch)
-	for y := 0; y < H; y++ {
-		cy := (y + f/2) / f
-		for x := 0; x < W; x++ {
-			k := cy*cw + (x+f/2)/f
-			low.pix[k] += v[y*W+x]
-			cnt[k]++
-		}
-	}
-	for i := range low.pix {
-		if cnt[i] > 0 {
-			low.pix[i] /= cnt[i]
-		}
-	}
-	low.boxBlur(rad)
-	row := make([]float32, W)
-	for y := 0; y < H; y++ {
-		low.upsampleRowAdd(row, y, f, false)
-		r := v[y*W : (y+1)*W]
-		if detail {
-			for x := range r {
-				r[x] += gain * (r[x] - row[x])
-			}
-		} else {
-			for x := range r {
-				r[x] += gain * row[x]
-			}
 		}
 	}
 }
