@@ -44,7 +44,7 @@ func DecodeDataSet(b []byte, ts string) (ds *dicom.Dataset, err error) {
 			ds, err = nil, fmt.Errorf("decode data set: panic in parser: %v", r)
 		}
 	}()
-	p, err := dicom.NewParser(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipMetadataReadOnNewParserInit())
+	p, err := newRawParser(b)
 	if err != nil {
 		return nil, fmt.Errorf("decode data set: %w", err)
 	}
@@ -76,8 +76,7 @@ func headerIDs(prefix []byte, truncated bool, ts string) (class, instance string
 			err = fmt.Errorf("panic in parser: %v", r)
 		}
 	}()
-	p, err := dicom.NewParser(bytes.NewReader(prefix), int64(len(prefix)), nil,
-		dicom.SkipMetadataReadOnNewParserInit(), dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet())
+	p, err := newRawParser(prefix, dicom.SkipPixelData())
 	if err != nil {
 		return "", "", false, err
 	}
@@ -114,3 +113,21 @@ func firstString(e *dicom.Element) string {
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// newRawParser returns a parser for a data set without file meta; the
+// caller sets the transfer syntax. NewParser, told to skip the meta,
+// still tries to guess a transfer syntax from the first 100 bytes and fails
+// on shorter input; the guess is irrelevant since we set it, so the input is
+// padded for the peek (the parser is limited to len(b) bytes) and a failed
+// guess is ignored.
+func newRawParser(b []byte, opts ...dicom.ParseOption) (*dicom.Parser, error) {
+	padded := make([]byte, len(b), len(b)+128)
+	copy(padded, b)
+	padded = append(padded, make([]byte, 128)...)
+	opts = append(opts, dicom.SkipMetadataReadOnNewParserInit(), dicom.AllowUnknownSpecificCharacterSet())
+	p, err := dicom.NewParser(bytes.NewReader(padded), int64(len(b)), nil, opts...)
+	if p == nil {
+		return nil, err
+	}
+	return p, nil
+}
