@@ -343,7 +343,7 @@ func addFineShape(mu []float32, W, H int, sh *shape, im *imaging) {
 		px[i] = im.xf.apply(p)
 	}
 	sd := newPolySDF(px)
-	margin := (sh.t.cortW*4 + 1) / im.ps
+	margin := 0.12/im.ps + 3 // the profile is zero beyond the partial-volume edge
 	x0 := int(math.Floor(sd.minX - margin))
 	y0 := int(math.Floor(sd.minY - margin))
 	x1 := int(math.Ceil(sd.maxX + margin))
