@@ -3,6 +3,9 @@ package decode
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -60,4 +63,55 @@ func BenchmarkDecodeNative16(b *testing.B) {
 			im.DisplayTo(dst)
 		}
 	})
+}
+
+// benchCompressed compresses the 2500×2048 benchmark image with a DCMTK tool.
+func benchCompressed(b *testing.B, spec imageSpec, tool ...string) []byte {
+	b.Helper()
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src.dcm")
+	if err := os.WriteFile(src, encode(b, explicitLE, spec.elems()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.dcm")
+	path, err := exec.LookPath(tool[0])
+	if err != nil {
+		b.Fatalf("DCMTK tool %s not found: %v", tool[0], err)
+	}
+	if msg, err := exec.Command(path, append(tool[1:], src, out)...).CombinedOutput(); err != nil {
+		b.Fatalf("%s: %v\n%s", tool[0], err, msg)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+func benchDecode(b *testing.B, data []byte) {
+	b.SetBytes(2500 * 2048 * 2)
+	b.ReportAllocs()
+	dst := make([]float32, 2500*2048)
+	for b.Loop() {
+		im, err := Decode(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		im.DisplayTo(dst)
+	}
+}
+
+// BenchmarkDecodeCompressed decodes and windows 2500×2048 images compressed
+// by DCMTK (SetBytes counts the 16-bit pixel matrix, not the stream).
+func BenchmarkDecodeCompressed(b *testing.B) {
+	spec16 := imageSpec{rows: 2500, cols: 2048, bitsAlloc: 16, bitsStore: 12, pixels: u16(phantomPixels(2500, 2048, 12, 1)...)}
+	px8 := phantomPixels(2500, 2048, 8, 1)
+	b8 := make([]byte, len(px8))
+	for i, v := range px8 {
+		b8[i] = byte(v)
+	}
+	spec8 := imageSpec{rows: 2500, cols: 2048, bitsAlloc: 8, pixels: b8}
+	b.Run("jpeg_lossless_sv1_12bit", func(b *testing.B) { benchDecode(b, benchCompressed(b, spec16, "dcmcjpeg", "+e1")) })
+	b.Run("rle_12bit", func(b *testing.B) { benchDecode(b, benchCompressed(b, spec16, "dcmcrle")) })
+	b.Run("jpeg_baseline_8bit", func(b *testing.B) { benchDecode(b, benchCompressed(b, spec8, "dcmcjpeg", "+eb")) })
 }

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"encoding/binary"
 	"fmt"
 )
 
@@ -71,6 +72,18 @@ type bitReader struct {
 }
 
 func (br *bitReader) fill() {
+	// Fast path: the next 8 bytes hold no 0xFF, so whole bytes can be
+	// taken without looking for stuffing or markers.
+	if !br.marker && br.pos+8 <= len(br.data) {
+		v := binary.BigEndian.Uint64(br.data[br.pos:])
+		if t := ^v; (t-0x0101010101010101)&^t&0x8080808080808080 == 0 {
+			k := (64 - br.n) / 8
+			br.acc = br.acc<<(8*k) | v>>(64-8*k)
+			br.n += 8 * k
+			br.pos += int(k)
+			return
+		}
+	}
 	for br.n <= 56 {
 		var b byte
 		if br.marker {
@@ -393,22 +406,15 @@ func decodeLosslessScan(data []byte, sc []*llComponent, hts []*huffTable, width,
 			}
 			nextRST = 0xD0 + (nextRST-0xD0+1)%8
 		}
-		for ci, c := range sc {
-			if len(sc) > 1 {
-				break // interleaved scans are decoded below
-			}
+		if len(sc) == 1 {
+			c := sc[0]
 			row := c.plane[y*width : (y+1)*width]
 			var prev []uint16
 			if !first {
 				prev = c.plane[(y-1)*width : y*width]
 			}
-			h := hts[ci]
-			for x := range row {
-				d, err := br.diff(h)
-				if err != nil {
-					return 0, err
-				}
-				row[x] = uint16(predict(row, prev, x, first, sel, initial) + d)
+			if err := decodeLosslessRow(br, hts[0], row, prev, first, sel, initial); err != nil {
+				return 0, err
 			}
 		}
 		if len(sc) > 1 {
@@ -439,6 +445,76 @@ func decodeLosslessScan(data []byte, sc []*llComponent, hts []*huffTable, width,
 		}
 	}
 	return scanEnd(data, br.pos), nil
+}
+
+// decodeLosslessRow decodes one row of a single-component scan: the hot
+// loop, with the Huffman lookup, the difference extension (T.81 H.1.2.2) and
+// the prediction inlined.
+func decodeLosslessRow(br *bitReader, h *huffTable, row, prev []uint16, first bool, sel, initial int) error {
+	if prev != nil && len(prev) != len(row) {
+		return fmt.Errorf("%w: row length", ErrMalformed)
+	}
+	for x := range row {
+		if br.n < 32 {
+			br.fill()
+		}
+		// After fill at least 57 bits are buffered: enough for a 16-bit code
+		// and 15 extra bits, so no second fill is needed for this sample.
+		var s int
+		if e := h.lookup[(br.acc>>(br.n-huffLookupBits))&(1<<huffLookupBits-1)]; e != 0 {
+			br.n -= uint(e >> 8)
+			s = int(e & 0xFF)
+		} else {
+			var err error
+			if s, err = br.symbol(h); err != nil {
+				return err
+			}
+		}
+		d := 0
+		switch {
+		case s == 0:
+		case s == 16:
+			d = 32768
+		case s > 16:
+			return fmt.Errorf("%w: JPEG lossless difference category %d", ErrMalformed, s)
+		default:
+			v := int((br.acc >> (br.n - uint(s))) & (1<<uint(s) - 1))
+			br.n -= uint(s)
+			if v < 1<<(s-1) {
+				v -= 1<<s - 1
+			}
+			d = v
+		}
+		var pred int
+		switch {
+		case first && x == 0:
+			pred = initial
+		case first:
+			pred = int(row[x-1])
+		case x == 0:
+			pred = int(prev[0])
+		default:
+			ra, rb, rc := int(row[x-1]), int(prev[x]), int(prev[x-1])
+			switch sel {
+			case 1:
+				pred = ra
+			case 2:
+				pred = rb
+			case 3:
+				pred = rc
+			case 4:
+				pred = ra + rb - rc
+			case 5:
+				pred = ra + (rb-rc)>>1
+			case 6:
+				pred = rb + (ra-rc)>>1
+			default:
+				pred = (ra + rb) >> 1
+			}
+		}
+		row[x] = uint16(pred + d)
+	}
+	return nil
 }
 
 // predict is the prediction of T.81 Table H.1 and H.1.2.1 for sample x of

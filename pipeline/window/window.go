@@ -204,57 +204,64 @@ const (
 	autoBins = 4096
 )
 
+// autoSamples bounds the number of values Auto examines: larger inputs are
+// sampled with a fixed stride, which keeps it fast and deterministic.
+const autoSamples = 1 << 20
+
 // Auto derives a LINEAR_EXACT window from the histogram of src for objects
 // that carry neither a window nor a VOI LUT: the window spans the 0.5th to the
 // 99.5th percentile of the finite values (4096-bin histogram between the
-// minimum and maximum). A constant image gets width 1 centred on its value;
-// an empty one (or all NaN) gets centre 0.5, width 1. The result is
-// deterministic and its Explanation is "AUTO".
+// minimum and maximum; inputs above 2^20 values are sampled with a fixed
+// stride). A constant image gets width 1 centred on its value; an empty one
+// (or all NaN/Inf) gets centre 0.5, width 1. The result is deterministic and
+// its Explanation is "AUTO".
 func Auto(src []float32) Params {
-	minV, maxV := math.Inf(1), math.Inf(-1)
+	step := 1
+	if len(src) > autoSamples {
+		step = (len(src) + autoSamples - 1) / autoSamples
+	}
+	const big = math.MaxFloat32
+	minV, maxV := float32(big), float32(-big)
 	n := 0
-	for _, x := range src {
-		v := float64(x)
-		if math.IsNaN(v) || math.IsInf(v, 0) {
+	for i := 0; i < len(src); i += step {
+		x := src[i]
+		if !(x >= -big && x <= big) { // NaN or ±Inf
 			continue
 		}
 		n++
-		if v < minV {
-			minV = v
-		}
-		if v > maxV {
-			maxV = v
-		}
+		minV = min(minV, x)
+		maxV = max(maxV, x)
 	}
 	if n == 0 {
 		return Params{Center: 0.5, Width: 1, Function: LinearExact, Explanation: "AUTO"}
 	}
+	lo64, hi64 := float64(minV), float64(maxV)
 	if maxV == minV {
-		return Params{Center: minV, Width: 1, Function: LinearExact, Explanation: "AUTO"}
+		return Params{Center: lo64, Width: 1, Function: LinearExact, Explanation: "AUTO"}
 	}
 	var hist [autoBins]int
-	scale := float64(autoBins) / (maxV - minV)
-	for _, x := range src {
-		v := float64(x)
-		if math.IsNaN(v) || math.IsInf(v, 0) {
+	scale := float64(autoBins) / (hi64 - lo64)
+	for i := 0; i < len(src); i += step {
+		x := src[i]
+		if !(x >= -big && x <= big) {
 			continue
 		}
-		b := int((v - minV) * scale)
+		b := int((float64(x) - lo64) * scale)
 		if b >= autoBins {
 			b = autoBins - 1
 		}
 		hist[b]++
 	}
-	binW := (maxV - minV) / autoBins
+	binW := (hi64 - lo64) / autoBins
 	// Lower edge of the bin holding the low percentile, upper edge of the bin
 	// holding the high percentile.
 	lowCount := int(math.Floor(autoLow * float64(n)))
 	highCount := int(math.Ceil(autoHigh * float64(n)))
-	lo, hi := minV, maxV
+	lo, hi := lo64, hi64
 	cum := 0
 	for b, h := range hist {
 		if cum+h > lowCount {
-			lo = minV + float64(b)*binW
+			lo = lo64 + float64(b)*binW
 			break
 		}
 		cum += h
@@ -263,13 +270,11 @@ func Auto(src []float32) Params {
 	for b, h := range hist {
 		cum += h
 		if cum >= highCount {
-			hi = minV + float64(b+1)*binW
+			hi = lo64 + float64(b+1)*binW
 			break
 		}
 	}
-	if hi > maxV {
-		hi = maxV
-	}
+	hi = min(hi, hi64)
 	if hi <= lo {
 		hi = lo + binW
 	}

@@ -185,3 +185,21 @@ func BenchmarkApply(b *testing.B) {
 		}
 	})
 }
+
+func TestAutoSampled(t *testing.T) {
+	t.Parallel()
+	// 3M values (sampled with a stride) in 0..2999 plus extreme outliers.
+	src := make([]float32, 3_000_000)
+	for i := range src {
+		src[i] = float32(i % 3000)
+	}
+	for i := 0; i < len(src); i += 1001 {
+		src[i] = 1e6
+	}
+	src[5] = float32(math.Inf(1))
+	p := Auto(src)
+	lo, hi := p.Center-p.Width/2, p.Center+p.Width/2
+	if lo < 0 || lo > 40 || hi < 2960 || hi > 3010 {
+		t.Errorf("auto window [%g, %g], want about [15, 2985]", lo, hi)
+	}
+}
