@@ -145,8 +145,14 @@ type Process struct {
 // the port accepts connections and kills the process at cleanup.
 func StartServer(t testing.TB, tool string, args ...string) *Process {
 	t.Helper()
+	return StartServerOnPort(t, FreePort(t), tool, args...)
+}
+
+// StartServerOnPort is StartServer on a given port (for servers whose port
+// is in a configuration file written beforehand).
+func StartServerOnPort(t testing.TB, port int, tool string, args ...string) *Process {
+	t.Helper()
 	path := Tool(t, tool)
-	port := FreePort(t)
 	for i, a := range args {
 		args[i] = strings.ReplaceAll(a, "PORT", strconv.Itoa(port))
 	}
