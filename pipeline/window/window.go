@@ -204,6 +204,55 @@ const (
 	autoBins = 4096
 )
 
+// percentileEdges builds a histogram of the finite sampled values in [a,b]
+// and returns the lower edge of the bin holding the lowCount-th value and the
+// upper edge of the bin holding the highCount-th value, counting values
+// below a as preceding every bin.
+func percentileEdges(src []float32, step int, a, b float64, lowCount, highCount int) (lo, hi float64) {
+	const big = math.MaxFloat32
+	var hist [autoBins]int
+	below := 0
+	scale := float64(autoBins) / (b - a)
+	for i := 0; i < len(src); i += step {
+		x := src[i]
+		if !(x >= -big && x <= big) {
+			continue
+		}
+		v := float64(x)
+		if v < a {
+			below++
+			continue
+		}
+		if v > b {
+			continue
+		}
+		k := int((v - a) * scale)
+		if k >= autoBins {
+			k = autoBins - 1
+		}
+		hist[k]++
+	}
+	binW := (b - a) / autoBins
+	lo, hi = a, b
+	cum := below
+	for k, h := range hist {
+		if cum+h > lowCount {
+			lo = a + float64(k)*binW
+			break
+		}
+		cum += h
+	}
+	cum = below
+	for k, h := range hist {
+		cum += h
+		if cum >= highCount {
+			hi = a + float64(k+1)*binW
+			break
+		}
+	}
+	return lo, min(hi, b)
+}
+
 // autoSamples bounds the number of values Auto examines: larger inputs are
 // sampled with a fixed stride, which keeps it fast and deterministic.
 const autoSamples = 1 << 20
@@ -239,44 +288,24 @@ func Auto(src []float32) Params {
 	if maxV == minV {
 		return Params{Center: lo64, Width: 1, Function: LinearExact, Explanation: "AUTO"}
 	}
-	var hist [autoBins]int
-	scale := float64(autoBins) / (hi64 - lo64)
-	for i := 0; i < len(src); i += step {
-		x := src[i]
-		if !(x >= -big && x <= big) {
-			continue
-		}
-		b := int((float64(x) - lo64) * scale)
-		if b >= autoBins {
-			b = autoBins - 1
-		}
-		hist[b]++
-	}
-	binW := (hi64 - lo64) / autoBins
-	// Lower edge of the bin holding the low percentile, upper edge of the bin
-	// holding the high percentile.
 	lowCount := int(math.Floor(autoLow * float64(n)))
 	highCount := int(math.Ceil(autoHigh * float64(n)))
-	lo, hi := lo64, hi64
-	cum := 0
-	for b, h := range hist {
-		if cum+h > lowCount {
-			lo = lo64 + float64(b)*binW
+	// Histogram between a and b; when the percentiles fall within a few bins
+	// (extreme outliers stretch the range), zoom into them and repeat.
+	a, b := lo64, hi64
+	var lo, hi float64
+	for range 4 {
+		lo, hi = percentileEdges(src, step, a, b, lowCount, highCount)
+		if hi-lo >= 64*(b-a)/autoBins {
 			break
 		}
-		cum += h
+		a, b = lo, hi
 	}
-	cum = 0
-	for b, h := range hist {
-		cum += h
-		if cum >= highCount {
-			hi = lo64 + float64(b+1)*binW
-			break
-		}
-	}
-	hi = min(hi, hi64)
 	if hi <= lo {
-		hi = lo + binW
+		hi = lo + (b-a)/autoBins
+	}
+	if hi <= lo { // range below float64 resolution
+		return Params{Center: lo, Width: 1, Function: LinearExact, Explanation: "AUTO"}
 	}
 	return Params{Center: (lo + hi) / 2, Width: hi - lo, Function: LinearExact, Explanation: "AUTO"}
 }
