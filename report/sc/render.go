@@ -52,8 +52,8 @@ const Disclaimer = "AI measurement – verify before clinical use"
 
 // Layout reports where Render put things, for the DICOM writer and tests.
 type Layout struct {
-	// ImageWidth and ImageHeight are the source image's part of the canvas
-	// (top-left, unscaled: canvas pixel (x,y) is source pixel (x,y)).
+	// ImageWidth and ImageHeight are the image's part of the canvas, at its
+	// top left: canvas pixel (x,y) is pixel (x,y) of the image rendered.
 	ImageWidth, ImageHeight int
 	// PanelWidth is the width of the text panel right of the image.
 	PanelWidth int

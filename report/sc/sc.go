@@ -3,8 +3,10 @@
 // the extended C2 and C7 inferior endplate lines, the C2 plumb line for SVA
 // burned in, and a text panel right of the image with the values, the model
 // version, the review banner and the disclaimer. Text is drawn with the Go
-// fonts (golang.org/x/image/font/gofont). The image part keeps the source
-// pixel grid: SC pixel (x,y) is source pixel (x,y).
+// fonts (golang.org/x/image/font/gofont). At full resolution (the default)
+// the image part keeps the source pixel grid: SC pixel (x,y) is source pixel
+// (x,y); Options.MaxDimension asks for an integer block-average downscale
+// with Pixel Spacing scaled to match.
 package sc
 
 import (
@@ -39,6 +41,11 @@ type Options struct {
 	SeriesNumber int
 	// Verified, when set, shows the human review (Revision must be >= 1).
 	Verified *Verification
+	// MaxDimension, when > 0, downscales images whose larger side exceeds
+	// it by the smallest integer factor k that fits (k x k block average);
+	// landmarks are mapped into the smaller grid and Pixel Spacing is
+	// multiplied by k. 0 (the default) keeps full resolution.
+	MaxDimension int
 }
 
 // ErrInvalid is wrapped by every error about unusable input.
@@ -61,6 +68,9 @@ func Build(src dicomio.Source, res result.Result, display []float32, rows, cols 
 	if err := validate(src, res, rows, cols, opts); err != nil {
 		return dicom.Dataset{}, err
 	}
+	k := scaleFactor(rows, cols, opts.MaxDimension)
+	display, rows, cols = downscale(display, rows, cols, k)
+	res = scaleResult(res, k)
 	img, layout, err := Render(res, display, rows, cols, RenderOptions{Verified: opts.Verified})
 	if err != nil {
 		return dicom.Dataset{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -105,7 +115,7 @@ func Build(src dicomio.Source, res result.Result, display []float32, rows, cols 
 	b.Add(dicomio.Str(tag.ContentDate, "DA", dicomio.Date(t)))
 	b.Add(dicomio.Str(tag.ContentTime, "TM", dicomio.Time(t)))
 	b.Add(dicomio.Str(tag.ImageType, "CS", "DERIVED", "SECONDARY"))
-	b.Add(dicomio.Str(tag.DerivationDescription, "ST", derivation(res, layout)))
+	b.Add(dicomio.Str(tag.DerivationDescription, "ST", derivation(res, layout, k)))
 	var ref dicomio.Builder
 	ref.Add(dicomio.Str(tag.ReferencedSOPClassUID, "UI", src.SOPClassUID))
 	ref.Add(dicomio.Str(tag.ReferencedSOPInstanceUID, "UI", src.SOPInstanceUID))
@@ -210,10 +220,14 @@ func calibratedSpacing(res result.Result) []string {
 	return out
 }
 
-func derivation(res result.Result, l Layout) string {
-	s := fmt.Sprintf("Windowed source image (full resolution, %dx%d) with cspine AI landmarks, C2 and C7 inferior "+
+func derivation(res result.Result, l Layout, k int) string {
+	scale := "full resolution"
+	if k > 1 {
+		scale = fmt.Sprintf("downscaled 1:%d by %dx%d block average", k, k, k)
+	}
+	s := fmt.Sprintf("Windowed source image (%s, %dx%d) with cspine AI landmarks, C2 and C7 inferior "+
 		"endplate lines, C2 plumb line and values burned in; text panel %d px wide on the right; model %s %s",
-		l.ImageWidth, l.ImageHeight, l.PanelWidth, res.Model.Name, res.Model.Version)
+		scale, l.ImageWidth, l.ImageHeight, l.PanelWidth, res.Model.Name, res.Model.Version)
 	if res.Review != nil && res.Review.Required {
 		s += "; flagged for review: " + strings.Join(res.Review.Reasons, ", ")
 	}

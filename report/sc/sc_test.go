@@ -143,6 +143,41 @@ func TestPydicomReadsOverlay(t *testing.T) {
 	}
 }
 
+// TestDownscale: with MaxDimension the image is block-averaged by an
+// integer factor, the landmarks follow, and Pixel Spacing is scaled.
+func TestDownscale(t *testing.T) {
+	c := reporttest.NewCase(t, reporttest.CaseOptions{Seed: 6})
+	c.Result.SpacingSource = result.SpacingPixelSpacing
+	c.Result.PixelSpacingMM = []float64{0.15, 0.15}
+	opts := testOptions()
+	opts.MaxDimension = 500 // 1000x800 -> factor 2 -> 500x400
+	_, b := build(t, c, opts)
+	p := reporttest.WriteTemp(t, "sc.dcm", b)
+	reporttest.Validate(t, p, false)
+	var l result.Landmark
+	for _, lm := range c.Result.Landmarks {
+		if lm.Name == "C7_inf_post" {
+			l = lm
+		}
+	}
+	probe := [][2]int{{int(math.Round((l.X+0.5)/2 - 0.5)), int(math.Round((l.Y+0.5)/2 - 0.5))}}
+	pj, _ := json.Marshal(probe)
+	var o struct {
+		Shape   []int
+		Spacing []float64
+		Probes  [][]int
+	}
+	if err := json.Unmarshal([]byte(reporttest.PyDicom(t, pyCheck, p, string(pj))), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Shape[0] != 500 || fmt.Sprint(o.Spacing) != "[0.3 0.3]" {
+		t.Errorf("shape %v spacing %v", o.Shape, o.Spacing)
+	}
+	if g := o.Probes[0]; !(g[0] > 200 && g[1] > 100 && g[1] < 180 && g[2] < 80) {
+		t.Errorf("scaled C7 landmark pixel %v is not the orange overlay", g)
+	}
+}
+
 // TestLegibility renders 1000 px and 2000 px images: the body text scales
 // with the image (at least 13 px; ~24 px at 1000 rows, ~48 px at 2000), the
 // panel fits, and the red review banner is present exactly when flagged.
