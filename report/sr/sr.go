@@ -60,7 +60,7 @@ type Amendment struct {
 	// ObserverName is the verifying observer's name in DICOM PN form
 	// ("Family^Given").
 	ObserverName string
-	Organization string
+	Organization string // required: Verifying Organization is Type 1
 	VerifiedAt   time.Time
 	// Corrected is true when the reviewer changed landmarks or values,
 	// false when the machine result was confirmed as is.
@@ -210,8 +210,10 @@ func validate(src dicomio.Source, res result.Result, opts Options) error {
 		if opts.Revision < 1 {
 			errs = append(errs, "an amendment needs Revision >= 1")
 		}
-		if a.ObserverName == "" || a.VerifiedAt.IsZero() {
-			errs = append(errs, "an amendment needs the verifying observer's name and time")
+		if a.ObserverName == "" || a.Organization == "" || a.VerifiedAt.IsZero() {
+			// Verifying Observer Name, Verifying Organization and
+			// Verification DateTime are Type 1 (PS3.3 C.17.2).
+			errs = append(errs, "an amendment needs the verifying observer's name, organization and time")
 		}
 		p := a.Predecessor
 		if p.SOPInstanceUID == "" || p.SOPClassUID == "" || p.SeriesInstanceUID == "" || p.StudyInstanceUID == "" {

@@ -384,6 +384,11 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		{"no time", func(_ *result.Result, o *sr.Options) { o.ContentTime = time.Time{} }},
 		{"no device uid", func(_ *result.Result, o *sr.Options) { o.Device.UID = "" }},
 		{"revision without amendment", func(_ *result.Result, o *sr.Options) { o.Revision = 1 }},
+		{"amendment without organization", func(_ *result.Result, o *sr.Options) {
+			o.Revision = 1
+			o.Amendment = &sr.Amendment{Predecessor: sr.Reference{StudyInstanceUID: "1.2", SeriesInstanceUID: "1.3",
+				SOPClassUID: sr.ComprehensiveSRStorage, SOPInstanceUID: "1.4"}, ObserverName: "A^B", VerifiedAt: contentTime}
+		}},
 		{"unknown reason", func(r *result.Result, _ *sr.Options) {
 			r.Review = &result.Review{Required: true, Reasons: []string{"cosmic_rays"}}
 		}},
