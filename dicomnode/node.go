@@ -109,6 +109,10 @@ type Node struct {
 	lns      map[net.Listener]struct{}
 	stopping bool
 	wg       sync.WaitGroup
+	// hard is cancelled when Shutdown's deadline passes: it cancels the
+	// context of every association and of the StoreHandler calls.
+	hard       context.Context
+	hardCancel context.CancelFunc
 }
 
 // New returns a Node storing received instances with store.
@@ -118,8 +122,9 @@ func New(cfg Config, store services.StoreHandler) (*Node, error) {
 	if err := pol.Validate(); err != nil {
 		return nil, fmt.Errorf("dicomnode config: %w", err)
 	}
+	hard, hardCancel := context.WithCancel(context.Background())
 	return &Node{
-		cfg: cfg, pol: pol, log: cfg.Logger,
+		cfg: cfg, pol: pol, log: cfg.Logger, hard: hard, hardCancel: hardCancel,
 		server: &services.Server{Store: store, MaxObjectSize: cfg.MaxObjectSize,
 			ImplementationClassUID: ImplementationClassUID, ImplementationVersionName: ImplementationVersionName,
 			Logger: cfg.Logger},
@@ -199,6 +204,10 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 // handle runs one connection: establishment, DIMSE service, release. A
 // panic anywhere in it aborts this association only.
 func (n *Node) handle(ctx context.Context, conn net.Conn, over bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopHard := context.AfterFunc(n.hard, cancel)
+	defer stopHard()
 	log := n.log.With("remote", conn.RemoteAddr().String())
 	var a *association.Association
 	defer func() {
@@ -266,7 +275,8 @@ func (n *Node) handle(ctx context.Context, conn net.Conn, over bool) {
 
 // Shutdown stops accepting associations, lets those in progress finish the
 // message they are on (idle ones are aborted at once), and waits until they
-// end or ctx ends, when the rest are aborted.
+// end or ctx ends, when the rest are aborted and the contexts given to
+// StoreHandlers are cancelled (handlers must honour them).
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
 	n.stopping = true
@@ -283,6 +293,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		n.hardCancel()
 		n.mu.Lock()
 		for a := range n.active {
 			a.Abort()
