@@ -12,10 +12,14 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +91,29 @@ func Postgres(t testing.TB, opts *Opts) *store.DB {
 	return Open(t, dsn, opts)
 }
 
+// CheckPostgres reports, with instructions, whether the server at
+// adminDSN answers.
+func CheckPostgres(ctx context.Context, adminDSN string) error {
+	adb, err := sql.Open("pgx", adminDSN)
+	if err != nil {
+		return fmt.Errorf("storetest: open PostgreSQL admin connection: %w", err)
+	}
+	defer adb.Close()
+	if err := adb.PingContext(ctx); err != nil {
+		return fmt.Errorf("storetest: PostgreSQL is not reachable at %s: %w\n"+
+			"These tests need a real PostgreSQL server (trust authentication for user postgres).\n"+
+			"Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
+			"or point CSPINE_TEST_POSTGRES at another server", redact(adminDSN), err)
+	}
+	return nil
+}
+
+// staleAfter is the age after which a leftover test database (from a test
+// process that was killed before its cleanup) is dropped.
+const staleAfter = 2 * time.Hour
+
+var sweepOnce sync.Once
+
 // CreatePostgresDB creates an empty, uniquely named database on the test
 // server and returns its DSN and name. It is dropped at cleanup, after the
 // test's own cleanups have closed their connections.
@@ -95,20 +122,19 @@ func CreatePostgresDB(t testing.TB) (dsn, name string) {
 	admin := AdminDSN()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := CheckPostgres(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
 	adb, err := sql.Open("pgx", admin)
 	if err != nil {
 		t.Fatalf("storetest: open PostgreSQL admin connection: %v", err)
 	}
 	defer adb.Close()
-	if err := adb.PingContext(ctx); err != nil {
-		t.Fatalf("storetest: PostgreSQL is not reachable at %s: %v\n"+
-			"These tests need a real PostgreSQL server (trust authentication for user postgres).\n"+
-			"Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
-			"or point CSPINE_TEST_POSTGRES at another server.", redact(admin), err)
-	}
-	var b [6]byte
+	sweepOnce.Do(func() { dropStale(ctx, adb) })
+	var b [5]byte
 	_, _ = rand.Read(b[:])
-	name = "cspine_test_" + hex.EncodeToString(b[:])
+	// The creation time in the name lets dropStale find leftovers.
+	name = fmt.Sprintf("cspine_test_%d_%s", time.Now().Unix(), hex.EncodeToString(b[:]))
 	if _, err := adb.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
 		t.Fatalf("storetest: create database %s: %v", name, err)
 	}
@@ -131,6 +157,34 @@ func CreatePostgresDB(t testing.TB) (dsn, name string) {
 	}
 	u.Path = "/" + name
 	return u.String(), name
+}
+
+// dropStale drops test databases left by killed test processes (best
+// effort: errors are ignored, a concurrent process may be dropping them).
+func dropStale(ctx context.Context, adb *sql.DB) {
+	rows, err := adb.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'cspine\_test\_%'`)
+	if err != nil {
+		return
+	}
+	var stale []string
+	for rows.Next() {
+		var n string
+		if rows.Scan(&n) != nil {
+			continue
+		}
+		parts := strings.Split(n, "_") // cspine, test, UNIX, RANDOM
+		if len(parts) != 4 {
+			continue
+		}
+		sec, err := strconv.ParseInt(parts[2], 10, 64)
+		if err == nil && time.Since(time.Unix(sec, 0)) > staleAfter {
+			stale = append(stale, n)
+		}
+	}
+	rows.Close()
+	for _, n := range stale {
+		_, _ = adb.ExecContext(ctx, `DROP DATABASE IF EXISTS `+n+` WITH (FORCE)`)
+	}
 }
 
 // Open opens (and unless opts.NoMigrate, migrates) the database at dsn,
