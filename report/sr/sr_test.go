@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -219,6 +220,27 @@ func TestPydicomSCOORDsMatchLandmarks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := reporttest.NewCase(t, tc.o)
 			src, b := build(t, c, testOptions())
+
+			// In Python: SR points against the analysis JSON.
+			resJSON, err := json.Marshal(c.Result)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := map[string][][]string{}
+			want := 0
+			for _, p := range param.All() {
+				for _, l := range p.Lines {
+					lines[p.Label] = append(lines[p.Label], []string{l[0], l[1]})
+					want += 2
+				}
+			}
+			lj, _ := json.Marshal(lines)
+			got := reporttest.PyDicom(t, pyJSONCheck, reporttest.WriteTemp(t, "sr.dcm", b),
+				reporttest.WriteTemp(t, "result.json", resJSON), string(lj))
+			if strings.TrimSpace(got) != fmt.Sprint(want) {
+				t.Errorf("pydicom checked %s points, want %d", strings.TrimSpace(got), want)
+			}
+
 			o := readWithPydicom(t, b)
 			if o.SOPClass != sr.ComprehensiveSRStorage || o.Study != src.StudyInstanceUID {
 				t.Errorf("SOP class %s study %s", o.SOPClass, o.Study)
@@ -294,6 +316,44 @@ func TestPydicomSCOORDsMatchLandmarks(t *testing.T) {
 		})
 	}
 }
+
+// pyJSONCheck compares, in Python, every SCOORD point of the SR with the
+// landmarks of the analysis JSON (the `cspine analyze --json` line): the
+// lines argument maps each tracking identifier to the landmark names of its
+// SCOORDs, in order.
+const pyJSONCheck = `
+import json, sys, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+res = json.load(open(sys.argv[2]))
+lines = json.loads(sys.argv[3])
+lm = {l["name"]: (l["x"], l["y"]) for l in res["landmarks"]}
+checked = 0
+def walk(items, tid):
+    global checked
+    for it in items:
+        name = it.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in it else ""
+        if it.ValueType == "CONTAINER" and name == "Measurement Group":
+            t = [c.TextValue for c in it.ContentSequence if c.ValueType == "TEXT" and
+                 c.ConceptNameCodeSequence[0].CodeValue == "112039"][0]
+            walk(it.ContentSequence, t)
+            continue
+        if it.ValueType == "NUM" and tid is not None:
+            scs = [c for c in it.ContentSequence if c.ValueType == "SCOORD"]
+            assert len(scs) == len(lines[tid]), (tid, len(scs))
+            for sc, names in zip(scs, lines[tid]):
+                ref = sc.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                assert ref == res["sop_instance_uid"], (tid, ref)
+                pts = list(sc.GraphicData)
+                assert len(pts) == 2 * len(names), (tid, pts)
+                for i, n in enumerate(names):
+                    x, y = lm[n]
+                    assert abs(pts[2*i] - (x + 0.5)) < 1e-3 and abs(pts[2*i+1] - (y + 0.5)) < 1e-3, (tid, n, pts)
+                    checked += 1
+        if "ContentSequence" in it:
+            walk(it.ContentSequence, tid)
+walk(ds.ContentSequence, None)
+print(checked)
+`
 
 func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
