@@ -358,6 +358,7 @@ func readPixelFormat(ds dataset, m *Meta) (pixelFormat, error) {
 
 func decodeImage(po *parsed) (*Image, error) {
 	m := readMeta(po)
+	m.Warnings = append(po.warnings, m.Warnings...)
 	ds := po.ds
 	pd := ds[tagPixelData]
 	if pd == nil {

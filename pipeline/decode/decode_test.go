@@ -118,27 +118,56 @@ func TestEncodings(t *testing.T) {
 		}}
 	want := []float64{1, 2, 3, 4}
 	encs := map[string]encoding{
-		"explicit":              explicitLE,
-		"implicit":              implicitLE,
-		"deflated":              {explicit: true, meta: true, ts: "1.2.840.10008.1.2.1.99", deflate: true},
-		"bare implicit":         {explicit: false},
-		"bare explicit":         {explicit: true},
-		"meta without preamble": {explicit: true, meta: true, ts: "1.2.840.10008.1.2.1"},
+		"explicit":                   explicitLE,
+		"implicit":                   implicitLE,
+		"deflated":                   {explicit: true, meta: true, ts: "1.2.840.10008.1.2.1.99", deflate: true},
+		"bare implicit":              {explicit: false},
+		"bare explicit":              {explicit: true},
+		"meta without preamble":      {explicit: true, meta: true, ts: "1.2.840.10008.1.2.1"},
+		"says explicit, is implicit": {explicit: false, meta: true, ts: "1.2.840.10008.1.2.1"},
+		"says implicit, is explicit": {explicit: true, meta: true, ts: "1.2.840.10008.1.2"},
+		"zero padding":               explicitLE,
 	}
 	for name, enc := range encs {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b := encode(t, enc, spec.elems())
-			if name == "meta without preamble" {
+			switch name {
+			case "meta without preamble":
 				b = b[132:]
+			case "zero padding":
+				b = append(b, make([]byte, 100)...)
 			}
 			im := mustDecode(t, b)
 			checkModality(t, im, want)
+			if strings.HasPrefix(name, "says") && len(im.Meta.Warnings) == 0 {
+				t.Error("mislabelled transfer syntax not reported in Warnings")
+			}
 			if im.Meta.SOPInstanceUID != "1.2.3.4.5" || im.Meta.Modality != "CR" {
 				t.Errorf("meta: %+v", im.Meta)
 			}
 		})
 	}
+}
+
+// TestEncapsulatedIcon: an Icon Image Sequence with its own encapsulated
+// Pixel Data is skipped; the top-level Pixel Data is decoded.
+func TestEncapsulatedIcon(t *testing.T) {
+	t.Parallel()
+	rle := func(vals ...byte) []byte {
+		b := make([]byte, 64, 64+1+len(vals))
+		b[0], b[4] = 1, 64
+		b = append(b, byte(len(vals)-1))
+		return even(append(b, vals...))
+	}
+	icon := []el{
+		{tag: tagRows, vr: "US", val: u16(1)}, {tag: tagColumns, vr: "US", val: u16(1)},
+		{tag: tagPixelData, frags: [][]byte{{}, rle(99)}},
+	}
+	spec := imageSpec{rows: 2, cols: 2, bitsAlloc: 8, frags: [][]byte{{}, rle(10, 20, 30, 40)},
+		extra: []el{{tag: 0x00880200, items: [][]el{icon}}}}
+	im := mustDecode(t, encode(t, encoding{explicit: true, meta: true, ts: "1.2.840.10008.1.2.5"}, spec.elems()))
+	checkModality(t, im, []float64{10, 20, 30, 40})
 }
 
 func TestErrors(t *testing.T) {

@@ -153,6 +153,10 @@ func (p *parser) readDataset(end, depth int, untilDelimiter bool) (dataset, erro
 		if _, dup := ds[el.tag]; !dup {
 			ds[el.tag] = el
 		}
+		if depth == 0 && el.tag == tagPixelData && allZero(p.b[p.pos:end]) {
+			// Zero bytes after the pixel data: file padding some writers add.
+			p.pos = end
+		}
 	}
 	if untilDelimiter {
 		return nil, p.truncated("item without delimitation")
@@ -177,7 +181,7 @@ func (p *parser) readElement(end, depth int) (*element, error) {
 	el := &element{tag: t, vr: vr}
 	if length == undefinedLength {
 		switch {
-		case t == tagPixelData && depth == 0:
+		case t == tagPixelData: // also an encapsulated icon in a sequence
 			if err := p.readEncapsulated(el, end); err != nil {
 				return nil, err
 			}
@@ -305,9 +309,24 @@ func (p *parser) readEncapsulated(el *element, end int) error {
 // parsed is a whole DICOM object: the file meta information (possibly empty)
 // and the data set.
 type parsed struct {
-	meta dataset
-	ds   dataset
-	ts   string
+	meta     dataset
+	ds       dataset
+	ts       string
+	warnings []string
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validVR(b []byte) bool {
+	s := string(b)
+	return longVRs[s] || shortVRs[s]
 }
 
 // parseObject parses a Part-10 file (preamble, "DICM", meta group), a data
@@ -366,7 +385,21 @@ func parseObject(b []byte) (*parsed, error) {
 		}
 		body = inflated
 	}
-	dp := &parser{b: body, explicit: !syn.implicit}
+	explicit := !syn.implicit
+	// Objects whose data set contradicts the transfer syntax in their meta
+	// information exist; follow the data when the first element leaves no
+	// doubt, as DCMTK does.
+	if len(body) >= 8 {
+		switch {
+		case explicit && !validVR(body[4:6]):
+			explicit = false
+			out.warnings = append(out.warnings, "data set is implicit VR although the transfer syntax says explicit")
+		case !explicit && validVR(body[4:6]) && int64(binary.LittleEndian.Uint32(body[4:])) > int64(len(body)-8):
+			explicit = true
+			out.warnings = append(out.warnings, "data set is explicit VR although the transfer syntax says implicit")
+		}
+	}
+	dp := &parser{b: body, explicit: explicit}
 	ds, err := dp.readDataset(len(body), 0, false)
 	if err != nil {
 		return nil, err
