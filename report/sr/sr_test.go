@@ -482,3 +482,57 @@ func BenchmarkBuildEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestReadRoundTrip: Read gives back the values, landmarks, review state and
+// identity that Build wrote.
+func TestReadRoundTrip(t *testing.T) {
+	c := reporttest.NewCase(t, reporttest.CaseOptions{Seed: 71, Flagged: true, NoSpacing: true})
+	src, b := build(t, c, testOptions())
+	ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sr.Read(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Source.SOPInstanceUID != src.SOPInstanceUID || r.Reference.SOPInstanceUID != sr.InstanceUID(src, "1.0.0", 0) ||
+		r.Verification != "UNVERIFIED" || r.Completion != "PARTIAL" || r.AlgorithmVersion != "1.0.0" {
+		t.Errorf("header: %+v", r)
+	}
+	if !r.ReviewRequired || fmt.Sprint(r.ReviewReasons) != fmt.Sprint(c.Result.Review.Reasons) || r.ReviewStatus.Value != "RS-PENDING" {
+		t.Errorf("review: %v %v %v", r.ReviewRequired, r.ReviewReasons, r.ReviewStatus)
+	}
+	byLabel := map[string]sr.Measurement{}
+	for _, m := range r.Measurements {
+		byLabel[m.TrackingID] = m
+	}
+	for _, p := range param.All() {
+		m, ok := byLabel[p.Label]
+		if !ok {
+			t.Fatalf("no group %s", p.Label)
+		}
+		want, has := p.Value(c.Result.Parameters)
+		if has != (m.Value != nil) || (has && *m.Value != want) {
+			t.Errorf("%s: value %v, want %v (exact, via Floating Point Value)", p.Key, m.Value, want)
+		}
+		if !has && (m.Qualifier == nil || m.Qualifier.Value != "114007") {
+			t.Errorf("%s: qualifier %v", p.Key, m.Qualifier)
+		}
+	}
+	lms := r.Landmarks()
+	n := 0
+	for _, l := range c.Result.Landmarks {
+		got, ok := lms[l.Name]
+		if !ok {
+			continue // corners no parameter uses (C3-C6 superior) are not in the SR
+		}
+		n++
+		if math.Abs(got.X-l.X) > 1e-3 || math.Abs(got.Y-l.Y) > 1e-3 {
+			t.Errorf("%s: read (%v,%v), want (%v,%v)", l.Name, got.X, got.Y, l.X, l.Y)
+		}
+	}
+	if n != 15 { // C2 (3) + C3-C6 inferior (8) + C7 (4)
+		t.Errorf("%d landmarks read back, want 15", n)
+	}
+}
