@@ -159,6 +159,10 @@ func Open(ctx context.Context, dsn string, opts *Options) (*DB, error) {
 	cfg := &gorm.Config{
 		NowFunc:        Now,
 		TranslateError: true,
+		// Single statements need no transaction of their own; every
+		// multi-statement write in cspine runs in an explicit one
+		// (models.Store.InTx).
+		SkipDefaultTransaction: true,
 		Logger: logger.NewSlogLogger(o.Logger, logger.Config{
 			SlowThreshold:             o.SlowQuery,
 			LogLevel:                  logger.Warn,
