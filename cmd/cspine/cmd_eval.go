@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cspine/cspine/eval"
+	"github.com/cspine/cspine/pipeline"
+	"github.com/cspine/cspine/pipeline/result"
+)
+
+func init() {
+	register(command{
+		name:    "eval",
+		summary: "evaluate the pipeline against ground truth (truth.jsonl) and calibrate review thresholds",
+		usage: `Usage: cspine eval --data DIR [--single-stage | --compare] [--calibrate FILE] [model flags]
+
+Runs the production pipeline on every file listed in DIR/truth.jsonl (as
+written by 'cspine phantom') and prints Markdown tables per parameter and per
+C7 obscuration grade (none, partial, complete, all): MAE, median absolute
+error, ICC(2,1), Bland–Altman bias and 95% limits of agreement, landmark
+error (mean, 95th percentile), the rate flagged for review and how many large
+errors (any angle off by more than --large-error-deg) the flag catches.
+--compare evaluates the hierarchical and the single-stage mode side by side.
+
+--calibrate FILE calibrates the review thresholds on DIR, which must be a
+validation set, never the test set: it chooses the C7 confidence, C7 stage
+disagreement and C7 obscuration thresholds that catch at least
+--target-recall of the large errors while flagging as few results as
+possible, writes them to FILE (e.g. pipeline/thresholds.json, which is
+embedded in the binary) and prints the report with them applied.`,
+		run: runEval,
+	})
+}
+
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := commands["eval"]
+	fs := newFlagSet(c, stderr)
+	var mf modelFlags
+	mf.register(fs)
+	data := fs.String("data", "", "directory with truth.jsonl and the DICOM files it names (required)")
+	single := fs.Bool("single-stage", false, "evaluate the single-stage baseline instead of the hierarchical pipeline")
+	compare := fs.Bool("compare", false, "evaluate both modes and print them side by side")
+	largeDeg := fs.Float64("large-error-deg", eval.DefaultLargeErrorDeg, "angle error that counts as a large error")
+	calibrate := fs.String("calibrate", "", "calibrate the review thresholds on --data (a validation set) and write them to FILE")
+	target := fs.Float64("target-recall", 0.95, "with --calibrate: share of large errors the flag must catch")
+	samplesOut := fs.String("samples", "", "also write every result with its truth and review features to FILE (JSON lines)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: --data DIR is required and no other arguments are taken", errUsage)
+	}
+	if *single && *compare {
+		return fmt.Errorf("%w: --single-stage and --compare exclude each other", errUsage)
+	}
+	truth, err := eval.ReadTruth(*data)
+	if err != nil {
+		return err
+	}
+	models, an, err := mf.open()
+	if err != nil {
+		return err
+	}
+	defer models.Close()
+
+	modes := []bool{*single}
+	if *compare {
+		modes = []bool{false, true}
+	}
+	var reports []eval.Report
+	var sampleSets [][]eval.Sample
+	for _, ss := range modes {
+		opts := pipeline.Options{SingleStage: ss}
+		analyze := func(ctx context.Context, path string) (result.Result, pipeline.Features) {
+			return an.AnalyzeFileDetailed(ctx, path, opts)
+		}
+		samples, err := eval.Run(ctx, *data, truth, analyze, mf.workerCount())
+		if err != nil {
+			return err
+		}
+		sampleSets = append(sampleSets, samples)
+	}
+
+	if *calibrate != "" {
+		if *single || *compare {
+			return fmt.Errorf("%w: --calibrate calibrates the hierarchical mode; drop --single-stage/--compare", errUsage)
+		}
+		cal, err := eval.Calibrate(sampleSets[0], *an.Config().Thresholds, *target, *largeDeg)
+		if err != nil {
+			return err
+		}
+		info := models.Info()
+		th := cal.Thresholds
+		th.Calibration = &pipeline.Calibration{
+			Data: *data, Mode: result.ModeHierarchical, Images: cal.Measured, LargeErrors: cal.LargeErrors,
+			TargetRecall: *target, Recall: cal.Recall, FlagRate: cal.FlagRate, LargeErrorDeg: *largeDeg,
+			Command:      "cspine eval " + strings.Join(args, " "),
+			ModelVersion: info.Name + " " + info.Version, ModelsTrainedOn: info.TrainedOn,
+		}
+		b, err := json.MarshalIndent(th, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode thresholds: %w", err)
+		}
+		if err := os.WriteFile(*calibrate, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write thresholds: %w", err)
+		}
+		status := "met"
+		if !cal.MetTarget {
+			status = "NOT met"
+		}
+		fmt.Fprintf(stdout, "Calibrated on %d measured images (%d large errors): catches %d (%.1f%%, target %.0f%% %s), flags %d (%.1f%%).\n"+
+			"c7_min_confidence %.4f, c7_max_disagreement_mm %.3f, c7_obscured_min_prob %.4f; written to %s\n\n",
+			cal.Measured, cal.LargeErrors, cal.Caught, 100*cal.Recall, 100**target, status, cal.Flagged, 100*cal.FlagRate,
+			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, *calibrate)
+		sampleSets[0] = eval.Reflag(sampleSets[0], th)
+	}
+
+	for i, ss := range modes {
+		mode := result.ModeHierarchical
+		if ss {
+			mode = result.ModeSingleStage
+		}
+		reports = append(reports, eval.Summarize(*data, mode, sampleSets[i], *largeDeg))
+	}
+	if *samplesOut != "" {
+		if err := writeSamples(*samplesOut, sampleSets); err != nil {
+			return err
+		}
+	}
+	return eval.WriteMarkdown(stdout, reports...)
+}
+
+// writeSamples writes every evaluated sample as one JSON line.
+func writeSamples(path string, sets [][]eval.Sample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write samples: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	for _, set := range sets {
+		for _, s := range set {
+			if err := enc.Encode(s); err != nil {
+				f.Close()
+				return fmt.Errorf("write samples: %w", err)
+			}
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write samples: %w", err)
+	}
+	return nil
+}
