@@ -156,7 +156,16 @@ var (
 	codeStateNotReq = Code{"RS-NOTREQ", PrivateScheme, "Not flagged for review"}
 	codeStateVerif  = Code{"RS-VERIFIED", PrivateScheme, "Verified by human reviewer"}
 	codeStateCorr   = Code{"RS-CORRECTED", PrivateScheme, "Corrected by human reviewer"}
+	codeC7Obscured  = Code{"C7OBSCURATION", PrivateScheme, "C7 obscuration"}
 )
+
+// obscurationCodes are the values of "C7 obscuration" for the contract's
+// grades.
+var obscurationCodes = map[string]Code{
+	result.ObscurationNone:     {"OBSC-NONE", PrivateScheme, "C7 fully visible"},
+	result.ObscurationPartial:  {"OBSC-PARTIAL", PrivateScheme, "C7 partially obscured"},
+	result.ObscurationComplete: {"OBSC-COMPLETE", PrivateScheme, "C7 completely obscured"},
+}
 
 // reasonCodes maps the spec's review reason keys to codes: standard where
 // one fits, private otherwise.

@@ -28,6 +28,9 @@ type Report struct {
 	// ReviewReasons are the spec's reason keys, mapped back from the codes.
 	ReviewReasons []string
 	ReviewStatus  Code
+	// C7Obscuration is the contract's grade ("none", "partial",
+	// "complete"), "" when the report has none.
+	C7Obscuration string
 }
 
 // Measurement is one TID 1501 group.
@@ -106,6 +109,12 @@ func Read(ds dicom.Dataset) (Report, error) {
 					r.ReviewReasons = append(r.ReviewReasons, key)
 				case qn.Equal(codeReviewState):
 					r.ReviewStatus = v
+				case qn.Equal(codeC7Obscured):
+					for k, c := range obscurationCodes {
+						if c.Equal(v) {
+							r.C7Obscuration = k
+						}
+					}
 				}
 			}
 		}

@@ -453,6 +453,7 @@ func TestBuildRejectsBadInput(t *testing.T) {
 			r.Review = &result.Review{Required: true, Reasons: []string{"cosmic_rays"}}
 		}},
 		{"no landmarks", func(r *result.Result, _ *sr.Options) { r.Landmarks = nil }},
+		{"unknown obscuration", func(r *result.Result, _ *sr.Options) { r.C7 = &result.C7{Obscuration: "foggy"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -499,6 +500,9 @@ func TestReadRoundTrip(t *testing.T) {
 	if r.Source.SOPInstanceUID != src.SOPInstanceUID || r.Reference.SOPInstanceUID != sr.InstanceUID(src, "1.0.0", 0) ||
 		r.Verification != "UNVERIFIED" || r.Completion != "PARTIAL" || r.AlgorithmVersion != "1.0.0" {
 		t.Errorf("header: %+v", r)
+	}
+	if r.C7Obscuration != c.Result.C7.Obscuration {
+		t.Errorf("C7 obscuration %q, want %q", r.C7Obscuration, c.Result.C7.Obscuration)
 	}
 	if !r.ReviewRequired || fmt.Sprint(r.ReviewReasons) != fmt.Sprint(c.Result.Review.Reasons) || r.ReviewStatus.Value != "RS-PENDING" {
 		t.Errorf("review: %v %v %v", r.ReviewRequired, r.ReviewReasons, r.ReviewStatus)

@@ -246,6 +246,13 @@ func qualitativeEvaluations(res result.Result, opts Options) (Item, error) {
 		}
 		qe.Children = append(qe.Children, Item{Rel: relContains, ValueType: vtCode, Name: named(codeReviewRsn), Code: c})
 	}
+	if res.C7 != nil && res.C7.Obscuration != "" {
+		c, ok := obscurationCodes[res.C7.Obscuration]
+		if !ok {
+			return Item{}, fmt.Errorf("sr: unknown C7 obscuration %q", res.C7.Obscuration)
+		}
+		qe.Children = append(qe.Children, Item{Rel: relContains, ValueType: vtCode, Name: named(codeC7Obscured), Code: c})
+	}
 	state := codeStateNotReq
 	switch {
 	case opts.Amendment != nil && opts.Amendment.Corrected:

@@ -104,6 +104,7 @@ func phantomCase(out, srOut string, width int) error {
 		Status: result.StatusOK, Facing: truth.Facing, Parameters: truth.Parameters,
 		PixelSpacingMM: truth.PixelSpacingMM, SpacingSource: truth.SpacingSource,
 		Review: &result.Review{Required: true, Reasons: []string{result.ReasonC7LowConfidence}},
+		C7:     &result.C7{Confidence: 1, Obscuration: truth.Obscuration},
 		Model:  &result.Model{Name: "phantom-ground-truth", Version: "0", Mode: result.ModeHierarchical}}
 	for _, l := range truth.Landmarks {
 		res.Landmarks = append(res.Landmarks, result.Landmark{Name: l.Name, X: l.X, Y: l.Y, Confidence: 1, Stage: result.StageRefined})
