@@ -112,13 +112,28 @@ func Apply(dst, src []float32, p Params) {
 	switch p.Function {
 	case Sigmoid:
 		// y = 1 / (1 + exp(-4 (x - c) / w))
+		// Images hold few distinct values (at most 2^BitsStored), so a
+		// direct-mapped cache keyed by the input's bits saves most of the
+		// exponentials; a hit returns exactly what the formula would.
 		k := -4 / w
+		const cacheBits = 13
+		var keys [1 << cacheBits]uint32
+		var vals [1 << cacheBits]float32
+		var valid [1 << cacheBits]bool
 		for i, x := range src {
 			if x != x {
 				dst[i] = 0
 				continue
 			}
-			dst[i] = float32(1 / (1 + math.Exp(k*(float64(x)-c))))
+			bits := math.Float32bits(x)
+			h := (bits * 0x9E3779B1) >> (32 - cacheBits)
+			if valid[h] && keys[h] == bits {
+				dst[i] = vals[h]
+				continue
+			}
+			y := float32(1 / (1 + math.Exp(k*(float64(x)-c))))
+			keys[h], vals[h], valid[h] = bits, y, true
+			dst[i] = y
 		}
 		return
 	case LinearExact:
