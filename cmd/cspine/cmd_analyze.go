@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/cspine/cspine/pipeline"
 	"github.com/cspine/cspine/pipeline/result"
@@ -98,7 +99,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object per file (the spec's contract)")
 	single := fs.Bool("single-stage", false, "run the global model alone (the paper's baseline)")
-	outDir := fs.String("out", "", "also write the reports (DICOM SR and overlay) for each measured file into DIR")
+	outDir := fs.String("out", "", "also write the reports of each measured file into DIR: <SOP Instance UID>.sr.dcm (TID 1500 SR) and .sc.dcm (overlay)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,9 +108,6 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: no FILE given", errUsage)
 	}
 	if *outDir != "" {
-		if err := writeReportsAvailable(); err != nil {
-			return err
-		}
 		if err := os.MkdirAll(*outDir, 0o755); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
@@ -123,6 +121,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	slog.Info("models loaded", "name", info.Name, "version", info.Version, "provider", info.Provider)
 
 	opts := pipeline.Options{SingleStage: *single}
+	started := time.Now().UTC().Truncate(time.Second)
 	results := analyzeAll(ctx, an, files, opts, mf.workerCount())
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
@@ -136,7 +135,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("write result: %w", err)
 		}
 		if *outDir != "" && r.Status == result.StatusOK {
-			if err := writeReports(*outDir, files[i], r); err != nil {
+			if err := writeReports(*outDir, files[i], r, started); err != nil {
 				return fmt.Errorf("write reports for %s: %w", files[i], err)
 			}
 		}
