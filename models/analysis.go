@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/cspine/cspine/pipeline/result"
 	"github.com/cspine/cspine/store"
 )
@@ -255,16 +257,43 @@ func (s *Store) AnalysisGetBySource(ctx context.Context, instanceID int64, model
 // AnalysisListParams filter AnalysisList. Zero values mean "any".
 type AnalysisListParams struct {
 	ReviewRequired *bool
-	Reason         string    // a review reason key
-	Since, Until   time.Time // created_at range, [Since, Until)
-	Modality       string    // one of the study's modalities
-	Limit, Offset  int
+	Reason         string      // a review reason key
+	ReviewState    ReviewState // has a review task in this state
+	Since, Until   time.Time   // created_at range, [Since, Until)
+	Modality       string      // a modality of the study's series
+	// FlaggedFirst orders analyses needing review before the others.
+	FlaggedFirst  bool
+	Limit, Offset int
 }
 
-// AnalysisList returns analyses newest first, without landmarks but with
-// review reasons.
+// AnalysisList returns analyses newest first (flagged first when asked),
+// without landmarks but with review reasons.
 func (s *Store) AnalysisList(ctx context.Context, p AnalysisListParams) ([]Analysis, error) {
-	q := s.q(ctx).Model(&Analysis{}).Preload("ReviewReasons")
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	order := "created_at DESC, id DESC"
+	if p.FlaggedFirst {
+		order = "review_required DESC, " + order
+	}
+	var out []Analysis
+	err := s.analysisFilter(ctx, p).Preload("ReviewReasons").Order(order).Limit(limit).Offset(p.Offset).Find(&out).Error
+	return out, wrap("list analyses", err)
+}
+
+// AnalysisCount counts the analyses AnalysisList would page through.
+func (s *Store) AnalysisCount(ctx context.Context, p AnalysisListParams) (int64, error) {
+	var n int64
+	err := s.analysisFilter(ctx, p).Count(&n).Error
+	return n, wrap("count analyses", err)
+}
+
+func (s *Store) analysisFilter(ctx context.Context, p AnalysisListParams) *gorm.DB {
+	q := s.q(ctx).Model(&Analysis{})
+	if p.ReviewState != "" {
+		q = q.Where("id IN (?)", s.q(ctx).Model(&ReviewTask{}).Select("analysis_id").Where("state = ?", p.ReviewState))
+	}
 	if p.ReviewRequired != nil {
 		q = q.Where("review_required = ?", *p.ReviewRequired)
 	}
@@ -280,13 +309,7 @@ func (s *Store) AnalysisList(ctx context.Context, p AnalysisListParams) ([]Analy
 	if p.Modality != "" {
 		q = q.Where("study_id IN (?)", s.q(ctx).Model(&Series{}).Select("study_id").Where("modality = ?", p.Modality))
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	var out []Analysis
-	err := q.Order("created_at DESC, id DESC").Limit(limit).Offset(p.Offset).Find(&out).Error
-	return out, wrap("list analyses", err)
+	return q
 }
 
 // ReviewReasonCounts counts analyses per review reason.

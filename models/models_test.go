@@ -274,6 +274,15 @@ func TestAnalysis(t *testing.T) {
 		none, err := b.s.AnalysisList(b.ctx, models.AnalysisListParams{Modality: "MR"})
 		require.NoError(t, err)
 		require.Empty(t, none)
+		all, err := b.s.AnalysisList(b.ctx, models.AnalysisListParams{FlaggedFirst: true})
+		require.NoError(t, err)
+		require.Equal(t, []int64{v2.ID, a.ID, ra.ID}, []int64{all[0].ID, all[1].ID, all[2].ID})
+		page, err := b.s.AnalysisList(b.ctx, models.AnalysisListParams{Limit: 1, Offset: 1})
+		require.NoError(t, err)
+		require.Equal(t, v2.ID, page[0].ID, "newest first: ra, v2, a")
+		total, err := b.s.AnalysisCount(b.ctx, models.AnalysisListParams{})
+		require.NoError(t, err)
+		require.EqualValues(t, 3, total)
 		counts, err := b.s.ReviewReasonCounts(b.ctx)
 		require.NoError(t, err)
 		require.Equal(t, map[string]int64{result.ReasonC7LowConfidence: 2, result.ReasonC7StageDisagreement: 2}, counts)
@@ -295,6 +304,18 @@ func TestReviewReportTransfer(t *testing.T) {
 
 		task := &models.ReviewTask{AnalysisID: a.ID, Reason: "c7_low_confidence"}
 		require.NoError(t, b.s.ReviewTaskInsert(b.ctx, task))
+		assigned, err := b.s.ReviewTaskAssign(b.ctx, task.ID, 1, &u.ID)
+		require.NoError(t, err)
+		require.Equal(t, u.ID, *assigned.AssignedUserID)
+		_, err = b.s.ReviewTaskAssign(b.ctx, task.ID, 1, nil)
+		require.ErrorIs(t, err, models.ErrConflict, "stale version")
+		open, err := b.s.ReviewTaskGetPendingByAnalysis(b.ctx, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, task.ID, open.ID)
+		pendingState := models.AnalysisListParams{ReviewState: models.ReviewPending}
+		n, err := b.s.AnalysisCount(b.ctx, pendingState)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n)
 		require.ErrorIs(t, b.s.ReviewTaskInsert(b.ctx, &models.ReviewTask{AnalysisID: a.ID}), models.ErrAlreadyExists,
 			"one pending task per analysis")
 
@@ -303,10 +324,10 @@ func TestReviewReportTransfer(t *testing.T) {
 		params := a.MeasuredParameters
 		params.C2C7CobbDeg = &cobb
 		dec := models.ReviewTaskDecideParams{
-			ID: task.ID, Version: 1, State: models.ReviewCorrected, UserID: u.ID, Facing: "left",
+			ID: task.ID, Version: 2, State: models.ReviewCorrected, UserID: u.ID, Facing: "left",
 			Parameters: params, Landmarks: []result.TruthLandmark{{Name: "C7_inf_post", X: 140, Y: 420}, {Name: "C7_inf_ant", X: 110, Y: 430}},
 		}
-		_, err := b.s.ReviewTaskDecide(b.ctx, models.ReviewTaskDecideParams{ID: task.ID, Version: 1, State: models.ReviewRejected, UserID: u.ID})
+		_, err = b.s.ReviewTaskDecide(b.ctx, models.ReviewTaskDecideParams{ID: task.ID, Version: 2, State: models.ReviewRejected, UserID: u.ID})
 		require.ErrorContains(t, err, "needs a reason")
 		bad := dec
 		bad.Landmarks = []result.TruthLandmark{{Name: "C8_inf_post"}}
@@ -315,7 +336,13 @@ func TestReviewReportTransfer(t *testing.T) {
 		done, err := b.s.ReviewTaskDecide(b.ctx, dec)
 		require.NoError(t, err)
 		require.Equal(t, models.ReviewCorrected, done.State)
-		require.Equal(t, 2, done.Version)
+		require.Equal(t, 3, done.Version)
+		corrected, err := b.s.AnalysisList(b.ctx, models.AnalysisListParams{ReviewState: models.ReviewCorrected})
+		require.NoError(t, err)
+		require.Len(t, corrected, 1)
+		n, err = b.s.AnalysisCount(b.ctx, pendingState)
+		require.NoError(t, err)
+		require.Zero(t, n)
 		require.Equal(t, 15.0, *done.C2C7CobbDeg)
 		require.Equal(t, "C7_inf_ant", done.Landmarks[0].Name)
 		_, err = b.s.ReviewTaskDecide(b.ctx, dec) // stale version: someone acted first

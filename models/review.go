@@ -100,6 +100,33 @@ func (s *Store) ReviewTaskList(ctx context.Context, p ReviewTaskListParams) ([]R
 	return out, wrap("list review tasks", err)
 }
 
+// ReviewTaskAssign assigns a pending task to a reviewer (nil: unassign)
+// if it is still at the expected version; ErrConflict otherwise.
+func (s *Store) ReviewTaskAssign(ctx context.Context, id int64, version int, userID *int64) (*ReviewTask, error) {
+	res := s.q(ctx).Model(&ReviewTask{}).Where("id = ? AND state = ? AND version = ?", id, ReviewPending, version).
+		Updates(map[string]any{"assigned_user_id": userID, "version": version + 1, "updated_at": store.Now()})
+	if res.Error != nil {
+		return nil, wrap("assign review task", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		if _, err := s.ReviewTaskGetByID(ctx, id); err != nil {
+			return nil, wrap("assign review task", err)
+		}
+		return nil, wrap("assign review task", ErrConflict)
+	}
+	return s.ReviewTaskGetByID(ctx, id)
+}
+
+// ReviewTaskGetPendingByAnalysis returns an analysis's open task.
+func (s *Store) ReviewTaskGetPendingByAnalysis(ctx context.Context, analysisID int64) (*ReviewTask, error) {
+	var t ReviewTask
+	err := s.q(ctx).Preload("Landmarks").Where("analysis_id = ? AND state = ?", analysisID, ReviewPending).Take(&t).Error
+	if err != nil {
+		return nil, wrap("get pending review task", err)
+	}
+	return &t, nil
+}
+
 // ReviewTaskDecideParams close a pending task.
 type ReviewTaskDecideParams struct {
 	ID int64
