@@ -27,8 +27,9 @@ const (
 // dsBuilder collects elements and writes them in ascending tag order, as
 // PS3.5 requires (suyashkumar/dicom writes elements in the order given).
 type dsBuilder struct {
-	elems []*dicom.Element
-	err   error
+	elems  []*dicom.Element
+	err    error
+	pixels []byte // pooled pixel buffer, released after writing
 }
 
 func (b *dsBuilder) add(t tag.Tag, v any) {
@@ -82,6 +83,7 @@ func (b *dsBuilder) writeFile(path string) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
+	defer b.release()
 	if err := dicom.Write(w, dicom.Dataset{Elements: b.elems}, dicom.SkipVRVerification()); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
@@ -93,9 +95,17 @@ func (b *dsBuilder) writeFile(path string) error {
 	return f.Close()
 }
 
+// release returns the pixel buffer to the pool once the file is written.
+func (b *dsBuilder) release() {
+	if b.pixels != nil {
+		putBytes(b.pixels)
+		b.pixels = nil
+	}
+}
+
 // pixelElement returns native 16-bit pixel data, little endian.
 func pixelBytes(px []uint16) []byte {
-	b := make([]byte, 2*len(px))
+	b := getBytes(2 * len(px))
 	for i, v := range px {
 		binary.LittleEndian.PutUint16(b[2*i:], v)
 	}
@@ -137,6 +147,7 @@ func containsDot(s string) bool {
 	return false
 }
 
-func pixelDataInfo(px []uint16) dicom.PixelDataInfo {
-	return dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: pixelBytes(px)}
+func (b *dsBuilder) pixelData(px []uint16) {
+	b.pixels = pixelBytes(px)
+	b.add(tag.PixelData, dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: b.pixels})
 }

@@ -153,8 +153,8 @@ func (h *header) quantize(s *sampler, v []float32, im *imaging) []uint16 {
 	t := clampInt(int(im.collim[1])+8, 0, H-1)
 	r := clampInt(int(im.collim[2])-8, l+1, W)
 	b := clampInt(int(im.collim[3])-8, t+1, H)
-	sample := make([]float32, 0, 200000)
-	step := int(math.Max(1, math.Sqrt(float64((r-l)*(b-t))/200000)))
+	sample := make([]float32, 0, 60000)
+	step := int(math.Max(1, math.Sqrt(float64((r-l)*(b-t))/50000)))
 	for y := t; y < b; y += step {
 		for x := l; x < r; x += step {
 			sample = append(sample, v[y*W+x])
@@ -167,7 +167,7 @@ func (h *header) quantize(s *sampler, v []float32, im *imaging) []uint16 {
 	}
 	maxv := float64(int(1)<<h.bitsStored - 1)
 	gamma := s.uniform(0.85, 1.15)
-	px := make([]uint16, len(v))
+	px := getU16(len(v))
 	// Stored values span part of the range, as real detectors do.
 	off := s.uniform(0.02, 0.1) * maxv
 	span := s.uniform(0.75, 0.88) * maxv
@@ -403,7 +403,7 @@ func (h *header) dataset(s *sampler, o Options, p planned, im *imaging, px []uin
 		it.ints(tag.LUTData, h.lut...)
 		b.seq(tag.VOILUTSequence, it)
 	}
-	b.add(tag.PixelData, pixelDataInfo(px))
+	b.pixelData(px)
 	return b
 }
 

@@ -160,6 +160,8 @@ func makeLateral(o Options, p planned) (result.Truth, error) {
 
 	h := sampleHeader(s, o, p, "lateral")
 	px := h.quantize(s, logImg, im)
+	putF32(logImg)
+	defer putU16(px)
 	t := lateralTruth(an, im, h)
 	t.File = fileName(p.index)
 	t.SOPInstanceUID = h.sopUID

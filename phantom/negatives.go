@@ -35,6 +35,8 @@ func makeNegative(o Options, p planned) (result.Truth, error) {
 	logImg := render(an, im, s)
 	h := sampleHeader(s, o, p, p.negative)
 	px := h.quantize(s, logImg, im)
+	putF32(logImg)
+	defer putU16(px)
 	t := result.Truth{File: fileName(p.index), SOPInstanceUID: h.sopUID, StudyInstanceUID: h.studyUID,
 		Measurable: false, Reason: p.negative, Rows: im.rows, Columns: im.cols, Modality: h.modality,
 		SpacingSource: h.spacingSource}

@@ -200,7 +200,7 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	}
 
 	// Full-resolution attenuation: coarse part plus the spine's bones.
-	mu := make([]float32, W*H)
+	mu := getF32(W * H)
 	for y := 0; y < H; y++ {
 		coarse.upsampleRowAdd(mu[y*W:(y+1)*W], y, f, false)
 	}
@@ -335,7 +335,7 @@ func detectorBlur(v []float32, W, H int, w float32) {
 }
 
 // addFineShape adds one bone at full resolution. The signed distance is
-// computed on a 2-pixel sub-grid and interpolated (it is smooth), the
+// computed on a 3-pixel sub-grid and interpolated (it is smooth), the
 // attenuation profile at every pixel.
 func addFineShape(mu []float32, W, H int, sh *shape, im *imaging) {
 	px := make([]vec, len(sh.poly))
@@ -363,7 +363,7 @@ func addFineShape(mu []float32, W, H int, sh *shape, im *imaging) {
 	if x0 > x1 || y0 > y1 {
 		return
 	}
-	const g = 2
+	const g = 3
 	gw, gh := (x1-x0)/g+2, (y1-y0)/g+2
 	grid := newRaster(gw, gh)
 	for j := 0; j < gh; j++ {
