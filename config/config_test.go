@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,5 +220,54 @@ func TestEnvVarsDocumented(t *testing.T) {
 		require.NotEmpty(t, e.Field, e.Name)
 		require.False(t, seen[e.Name], "duplicate %s", e.Name)
 		seen[e.Name] = true
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	p := write(t, "dicom:\n  ae_title: '' # fixed by the flag\nhttp:\n  listen: 127.0.0.1:9000\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c *config.Config)
+		wantErr string
+	}{
+		{
+			name: "flags win over file and environment",
+			args: []string{"--config", p, "--ae-title", "FLAGAE", "--listen", "127.0.0.1:11113", "--database", "sqlite:/tmp/x.db",
+				"--allow", "PACS@10.0.0.1", "--allow", "MOD", "--destination", "STORESCP@127.0.0.1:4242", "--data-dir", "/tmp/d"},
+			env: map[string]string{"CSPINE_AE_TITLE": "ENVAE", "CSPINE_HTTP_LISTEN": "127.0.0.1:9100"},
+			check: func(t *testing.T, c *config.Config) {
+				require.Equal(t, "FLAGAE", c.DICOM.AETitle)
+				require.Equal(t, "127.0.0.1:11113", c.DICOM.Listen)
+				require.Equal(t, "127.0.0.1:9100", c.HTTP.Listen, "environment over file")
+				require.Equal(t, "sqlite:/tmp/x.db", c.DSN())
+				require.Equal(t, "/tmp/d", c.DataDir)
+				require.Len(t, c.DICOM.AllowedPeers, 2)
+				require.Equal(t, "STORESCP@127.0.0.1:4242", c.Dests[0].String())
+				require.Equal(t, []string{"STORESCP"}, names(c.DestinationsFor("STORESCP")))
+			},
+		},
+		{name: "file value invalid without the flag", args: []string{"--config", p}, wantErr: "dicom.ae_title"},
+		{name: "bad allow", args: []string{"--ae-title", "X", "--allow", "A@b c"}, wantErr: "--allow"},
+		{name: "bad destination", args: []string{"--destination", "nohost"}, wantErr: "--destination"},
+		{name: "password in flag", args: []string{"--database", "postgres://u:pw@h/db"}, wantErr: "PGPASSWORD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			f := config.BindFlags(fs)
+			require.NoError(t, fs.Parse(tc.args))
+			c, err := f.Load(env(tc.env))
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, c)
+			require.NotContains(t, f.String(), "database")
+		})
 	}
 }

@@ -20,6 +20,17 @@ import (
 // returns a validated Config, or an error listing every problem. Callers
 // that apply flags afterwards call Validate again.
 func Load(path string, getenv func(string) string) (*Config, error) {
+	c, err := loadUnvalidated(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func loadUnvalidated(path string, getenv func(string) string) (*Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -34,9 +45,6 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := c.applyEnv(getenv); err != nil {
-		return nil, err
-	}
-	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
