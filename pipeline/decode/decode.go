@@ -116,6 +116,11 @@ type Meta struct {
 	PresentationLUTShape string
 	// Inverted is set when MONOCHROME1 values were inverted.
 	Inverted bool
+	// PixelPadding is the closed range of modality values (after inversion)
+	// that Pixel Padding Value (0028,0120) and Pixel Padding Range Limit
+	// (0028,0121) mark as padding; nil when absent. The automatic window
+	// ignores these values.
+	PixelPadding *[2]float64
 	// Warnings lists header problems that did not prevent decoding, such as
 	// an unparsable window that was ignored.
 	Warnings []string
@@ -216,6 +221,8 @@ const (
 	tagModalityLUTSequence = 0x00283000
 	tagVOILUTSequence      = 0x00283010
 	tagPresentationLUTShap = 0x20500020
+	tagPixelPaddingValue   = 0x00280120
+	tagPixelPaddingLimit   = 0x00280121
 )
 
 func readMeta(po *parsed) Meta {
@@ -411,7 +418,34 @@ func decodeImage(po *parsed) (*Image, error) {
 	im.Modality = make([]float32, f.npix())
 	src.apply(im.Modality, mod.table)
 	readVOI(ds, f, mod, &im.Meta)
+	im.Meta.PixelPadding = readPadding(ds, f, mod)
 	return im, nil
+}
+
+// readPadding maps the Pixel Padding Value range (stored values, PS3.3
+// C.7.5.1.1.2) to modality values.
+func readPadding(ds dataset, f pixelFormat, ml *modalityLUT) *[2]float64 {
+	pv, ok := us(ds[tagPixelPaddingValue])
+	if !ok || f.spp != 1 {
+		return nil
+	}
+	limit, ok := us(ds[tagPixelPaddingLimit])
+	if !ok {
+		limit = pv
+	}
+	a, b := pv, limit
+	if f.signed {
+		a, b = int(int16(uint16(a))), int(int16(uint16(b)))
+	}
+	if a > b {
+		a, b = b, a
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for s := a; s <= b; s++ {
+		v := ml.final(s)
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return &[2]float64{lo, hi}
 }
 
 // modalityLUT maps every possible raw sample (a Bits Allocated wide word) to
@@ -419,6 +453,8 @@ func decodeImage(po *parsed) (*Image, error) {
 // Modality LUT stage and, for MONOCHROME1, inversion.
 type modalityLUT struct {
 	table []float32
+	// final maps a stored value to its final modality value.
+	final func(s int) float64
 	// lo and hi are the extreme modality values (before inversion).
 	lo, hi float64
 	invert bool
@@ -482,6 +518,13 @@ func newModalityLUT(ds dataset, f pixelFormat, m *Meta) (*modalityLUT, error) {
 	m.Inverted = ml.invert
 	sum := ml.lo + ml.hi
 
+	ml.final = func(s int) float64 {
+		v := modality(s)
+		if ml.invert {
+			v = sum - v
+		}
+		return v
+	}
 	shift := uint(f.highBit + 1 - f.bitsStored)
 	mask := 1<<f.bitsStored - 1
 	signBit := 1 << (f.bitsStored - 1)
@@ -491,11 +534,7 @@ func newModalityLUT(ds dataset, f pixelFormat, m *Meta) (*modalityLUT, error) {
 		if f.signed && s&signBit != 0 {
 			s -= 1 << f.bitsStored
 		}
-		v := modality(s)
-		if ml.invert {
-			v = sum - v
-		}
-		ml.table[raw] = float32(v)
+		ml.table[raw] = float32(ml.final(s))
 	}
 	return ml, nil
 }
@@ -615,7 +654,7 @@ type DisplayParams struct {
 
 // VOI picks the VOI transformation: the VOI LUT Sequence when present, else
 // the first window, else (for colour) the full stored range, else
-// window.Auto over the modality values.
+// window.Auto over the modality values, ignoring pixel padding.
 func (im *Image) VOI() DisplayParams {
 	switch {
 	case im.Meta.VOILUT != nil:
@@ -626,6 +665,9 @@ func (im *Image) VOI() DisplayParams {
 		full := float64(uint32(1)<<im.Meta.BitsStored - 1)
 		return DisplayParams{Source: "full_range", Window: window.Params{
 			Center: full / 2, Width: full, Function: window.LinearExact, Explanation: "FULL RANGE"}}
+	case im.Meta.PixelPadding != nil:
+		p := im.Meta.PixelPadding
+		return DisplayParams{Source: "auto", Window: window.AutoExcluding(im.Modality, float32(p[0]), float32(p[1]))}
 	default:
 		return DisplayParams{Source: "auto", Window: window.Auto(im.Modality)}
 	}

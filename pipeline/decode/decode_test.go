@@ -370,6 +370,22 @@ func TestDisplayFallbacks(t *testing.T) {
 	if d[0] != 0 || d[len(d)-1] != 1 {
 		t.Errorf("auto display ends: %v %v", d[0], d[len(d)-1])
 	}
+	// Pixel padding (stored 0, MONOCHROME1 so modality 4095 after
+	// inversion) is left out of the automatic window.
+	pad := make([]int, 1000)
+	for i := range pad {
+		if i%2 == 0 {
+			pad[i] = 1000 + i
+		}
+	}
+	im = mustDecode(t, encode(t, explicitLE, imageSpec{rows: 10, cols: 100, bitsAlloc: 16, bitsStore: 12, photometric: "MONOCHROME1", pixels: u16(pad...),
+		extra: []el{{tag: tagPixelPaddingValue, vr: "US", val: u16(0)}}}.elems()))
+	if p := im.Meta.PixelPadding; p == nil || p[0] != 4095 || p[1] != 4095 {
+		t.Fatalf("padding %v", p)
+	}
+	if p := im.VOI(); p.Window.Center+p.Window.Width/2 > 4095-1000+1 {
+		t.Errorf("padding in the automatic window: %+v", p)
+	}
 	// Colour without window: full range.
 	im = mustDecode(t, encode(t, explicitLE, imageSpec{rows: 1, cols: 2, bitsAlloc: 8, spp: 3, photometric: "RGB", pixels: []byte{0, 0, 0, 255, 255, 255}}.elems()))
 	if p := im.VOI(); p.Source != "full_range" {

@@ -223,14 +223,14 @@ const (
 // and returns the lower edge of the bin holding the lowCount-th value and the
 // upper edge of the bin holding the highCount-th value, counting values
 // below a as preceding every bin.
-func percentileEdges(src []float32, step int, a, b float64, lowCount, highCount int) (lo, hi float64) {
+func percentileEdges(src []float32, step int, ex exclusion, a, b float64, lowCount, highCount int) (lo, hi float64) {
 	const big = math.MaxFloat32
 	var hist [autoBins]int
 	below := 0
 	scale := float64(autoBins) / (b - a)
 	for i := 0; i < len(src); i += step {
 		x := src[i]
-		if !(x >= -big && x <= big) {
+		if !(x >= -big && x <= big) || ex.has(x) {
 			continue
 		}
 		v := float64(x)
@@ -280,6 +280,25 @@ const autoSamples = 1 << 20
 // (or all NaN/Inf) gets centre 0.5, width 1. The result is deterministic and
 // its Explanation is "AUTO".
 func Auto(src []float32) Params {
+	return auto(src, exclusion{})
+}
+
+// AutoExcluding is Auto ignoring the values in [lo, hi], such as the Pixel
+// Padding Value range of a radiograph (PS3.3 C.7.5.1.1.2), which would
+// otherwise pull the low percentile to the padding.
+func AutoExcluding(src []float32, lo, hi float32) Params {
+	return auto(src, exclusion{on: true, lo: lo, hi: hi})
+}
+
+// exclusion is a closed range of values that Auto ignores.
+type exclusion struct {
+	on     bool
+	lo, hi float32
+}
+
+func (e exclusion) has(x float32) bool { return e.on && x >= e.lo && x <= e.hi }
+
+func auto(src []float32, ex exclusion) Params {
 	step := 1
 	if len(src) > autoSamples {
 		step = (len(src) + autoSamples - 1) / autoSamples
@@ -289,7 +308,7 @@ func Auto(src []float32) Params {
 	n := 0
 	for i := 0; i < len(src); i += step {
 		x := src[i]
-		if !(x >= -big && x <= big) { // NaN or ±Inf
+		if !(x >= -big && x <= big) || ex.has(x) { // NaN, ±Inf, excluded
 			continue
 		}
 		n++
@@ -310,7 +329,7 @@ func Auto(src []float32) Params {
 	a, b := lo64, hi64
 	var lo, hi float64
 	for range 4 {
-		lo, hi = percentileEdges(src, step, a, b, lowCount, highCount)
+		lo, hi = percentileEdges(src, step, ex, a, b, lowCount, highCount)
 		if hi-lo >= 64*(b-a)/autoBins {
 			break
 		}

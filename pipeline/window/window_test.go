@@ -216,3 +216,23 @@ func TestAutoSampled(t *testing.T) {
 		t.Errorf("auto window [%g, %g], want about [15, 2985]", lo, hi)
 	}
 }
+
+func TestAutoExcluding(t *testing.T) {
+	t.Parallel()
+	// 40% padding at 0, anatomy in 1000..1999.
+	src := make([]float32, 0, 10000)
+	for i := range 6000 {
+		src = append(src, float32(1000+i%1000))
+	}
+	for range 4000 {
+		src = append(src, 0)
+	}
+	p := AutoExcluding(src, 0, 0)
+	lo := p.Center - p.Width/2
+	if lo < 990 || lo > 1010 {
+		t.Errorf("excluding padding: window starts at %g, want about 1005", lo)
+	}
+	if q := Auto(src); q.Center-q.Width/2 > 1 {
+		t.Errorf("without exclusion the padding should set the low end: %+v", q)
+	}
+}
