@@ -1,0 +1,318 @@
+// Package ingest is the node's C-STORE intervention: it implements
+// services.StoreHandler so that an instance is answered with success only
+// once it is durable in the spool and recorded in the database.
+//
+// For each received instance Handler
+//
+//  1. reads the header (pixel data skipped) and the SHA-256 of the file in
+//     one pass;
+//  2. keeps the file in the spool (services.SpoolStore.Keep: fsync, hard
+//     link under its SOP Instance UID, fsync of the directory);
+//  3. records the study, series and instance rows and the study's
+//     bookkeeping (instance count, last arrival, which restarts the
+//     assembly quiet time) in one transaction (models.Store.InstanceRecord);
+//  4. answers success.
+//
+// A disk or database failure answers A700 (out of resources) and removes the
+// file it had just kept, so nothing is half-written: the sender keeps its
+// copy and sends again. A re-sent instance (same SOP Instance UID) is
+// recognised and answered success without a second row. A file kept by an
+// earlier attempt whose row never committed (the process died in between)
+// is recorded when the instance is sent again.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/cspine/cspine/dicomnode/dimse"
+	"github.com/cspine/cspine/dicomnode/services"
+	"github.com/cspine/cspine/models"
+)
+
+// Options configure a Handler. A nil *Options means defaults.
+type Options struct {
+	// Source is recorded on new studies: models.SourcePush (default) or
+	// models.SourcePull. Instances that are C-MOVE sub-operations are
+	// always recorded as pulled.
+	Source string
+	// OnStored is called after each instance is answered success with a new
+	// row (metrics, waking the assembler). It must not block.
+	OnStored func(in *models.Instance)
+	// OnOutcome is called for every instance with its outcome: "stored",
+	// "duplicate", "variant", "rejected" or "failed" (metrics).
+	OnOutcome func(outcome string)
+	Logger    *slog.Logger
+}
+
+// Handler implements services.StoreHandler and services.TempDirer.
+type Handler struct {
+	store   *models.Store
+	spool   *services.SpoolStore
+	dataDir string
+	opts    Options
+	log     *slog.Logger
+}
+
+// New returns a Handler keeping files in spool, which must lie inside
+// dataDir (instance rows record the path relative to dataDir).
+func New(store *models.Store, spool *services.SpoolStore, dataDir string, opts *Options) (*Handler, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Source == "" {
+		o.Source = models.SourcePush
+	}
+	absData, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: data dir: %w", err)
+	}
+	absSpool, err := filepath.Abs(spool.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: spool dir: %w", err)
+	}
+	if rel, err := filepath.Rel(absData, absSpool); err != nil || strings.HasPrefix(rel, "..") {
+		return nil, fmt.Errorf("ingest: spool %s is not inside the data directory %s", spool.Dir, dataDir)
+	}
+	spool.Dir = absSpool
+	return &Handler{store: store, spool: spool, dataDir: absData, opts: o, log: o.Logger}, nil
+}
+
+// TempDir implements services.TempDirer (the spool's incoming directory).
+func (h *Handler) TempDir() string { return h.spool.TempDir() }
+
+// Outcomes reported to Options.OnOutcome.
+const (
+	OutcomeStored    = "stored"
+	OutcomeDuplicate = "duplicate"
+	OutcomeVariant   = "variant"
+	OutcomeRejected  = "rejected"
+	OutcomeFailed    = "failed"
+)
+
+func (h *Handler) outcome(o string) {
+	if h.opts.OnOutcome != nil {
+		h.opts.OnOutcome(o)
+	}
+}
+
+// HandleStore implements services.StoreHandler.
+func (h *Handler) HandleStore(ctx context.Context, req *services.StoreRequest) (dimse.Status, error) {
+	hdr, err := ReadHeader(req.Path)
+	if err != nil {
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	if hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "" {
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: no Study or Series Instance UID", req.SOPInstanceUID)
+	}
+	if err := ctx.Err(); err != nil {
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	kept, err := h.spool.Keep(ctx, req)
+	if err != nil {
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	rel, err := filepath.Rel(h.dataDir, kept.Path)
+	if err != nil {
+		h.undo(kept)
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	source := h.opts.Source
+	if req.MoveOriginatorAETitle != "" {
+		source = models.SourcePull
+	}
+	p := hdr.recordParams()
+	p.Source = source
+	p.Instance.SOPInstanceUID = req.SOPInstanceUID
+	p.Instance.SOPClassUID = req.SOPClassUID
+	p.Instance.TransferSyntaxUID = req.TransferSyntaxUID
+	p.Instance.SpoolPath = filepath.ToSlash(rel)
+	p.Instance.SizeBytes = hdr.Size
+	p.Instance.SHA256 = hdr.SHA256
+	p.Instance.CallingAETitle = req.CallingAETitle
+	p.Instance.CalledAETitle = req.CalledAETitle
+	if req.RemoteAddr != nil {
+		p.Instance.PeerAddress = req.RemoteAddr.String()
+	}
+	p.Instance.ReceivedAt = req.Received
+	p.Study.CallingAETitle = req.CallingAETitle
+	in, err := h.store.InstanceRecord(ctx, p)
+	switch {
+	case err == nil:
+		h.log.Debug("instance stored", "sop_instance_uid", req.SOPInstanceUID, "study_id", in.StudyID)
+		h.outcome(OutcomeStored)
+		if h.opts.OnStored != nil {
+			h.opts.OnStored(in)
+		}
+		return dimse.StatusSuccess, nil
+	case errors.Is(err, models.ErrAlreadyExists):
+		if kept.Variant {
+			// Nothing received is thrown away: the spool keeps it beside
+			// the first; the database keeps describing the first.
+			h.log.Warn("instance re-sent with different content; kept beside the first, not analysed",
+				"sop_instance_uid", req.SOPInstanceUID, "spool_path", p.Instance.SpoolPath)
+			h.outcome(OutcomeVariant)
+			return dimse.StatusSuccess, nil
+		}
+		h.log.Info("instance re-sent; already stored", "sop_instance_uid", req.SOPInstanceUID)
+		h.outcome(OutcomeDuplicate)
+		return dimse.StatusSuccess, nil
+	default:
+		h.undo(kept)
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+}
+
+// undo removes a file Keep has just linked when its row could not be
+// written, so that the spool holds nothing the database does not know.
+// A duplicate (an earlier identical copy) is left: it may be recorded.
+func (h *Handler) undo(k services.Kept) {
+	if k.Duplicate || k.Path == "" {
+		return
+	}
+	if err := os.Remove(k.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		h.log.Error("ingest: could not remove unrecorded spool file", "path", k.Path, "err", err)
+	}
+}
+
+// Header is what ingest reads from a received file.
+type Header struct {
+	StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID string
+	PatientID, PatientName, AccessionNumber, StudyDate  string
+	StudyDescription                                    string
+	Modality, SeriesDescription, BodyPartExamined       string
+	ProtocolName                                        string
+	SeriesNumber, InstanceNumber                        *int
+	ViewPosition, PatientOrientation, ImageLaterality   string
+	Rows, Columns                                       int
+	// Size of the file and its SHA-256 (hex).
+	Size   int64
+	SHA256 string
+}
+
+// ReadHeader parses the header of a Part-10 file (pixel data skipped) and
+// hashes the whole file in the same pass.
+func ReadHeader(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	hash := sha256.New()
+	tee := io.TeeReader(f, hash)
+	ds, perr := parseHeader(tee, st.Size())
+	if _, err := io.Copy(hash, f); err != nil {
+		return nil, fmt.Errorf("read header: hash: %w", err)
+	}
+	if perr != nil {
+		return nil, fmt.Errorf("read header: %w", perr)
+	}
+	h := &Header{Size: st.Size(), SHA256: hex.EncodeToString(hash.Sum(nil))}
+	str := func(t tag.Tag) string {
+		e, err := ds.FindElementByTag(t)
+		if err != nil {
+			return ""
+		}
+		v, ok := e.Value.GetValue().([]string)
+		if !ok {
+			return ""
+		}
+		return strings.TrimRight(strings.Join(v, `\`), " \x00")
+	}
+	num := func(t tag.Tag) *int {
+		e, err := ds.FindElementByTag(t)
+		if err != nil {
+			return nil
+		}
+		switch v := e.Value.GetValue().(type) {
+		case []string:
+			if len(v) > 0 {
+				if n, err := strconv.Atoi(strings.TrimSpace(v[0])); err == nil {
+					return &n
+				}
+			}
+		case []int:
+			if len(v) > 0 {
+				n := v[0]
+				return &n
+			}
+		}
+		return nil
+	}
+	h.StudyInstanceUID = str(tag.StudyInstanceUID)
+	h.SeriesInstanceUID = str(tag.SeriesInstanceUID)
+	h.SOPInstanceUID = str(tag.SOPInstanceUID)
+	h.PatientID, h.PatientName = str(tag.PatientID), str(tag.PatientName)
+	h.AccessionNumber, h.StudyDate = str(tag.AccessionNumber), str(tag.StudyDate)
+	h.StudyDescription = str(tag.StudyDescription)
+	h.Modality, h.SeriesDescription = str(tag.Modality), str(tag.SeriesDescription)
+	h.BodyPartExamined, h.ProtocolName = str(tag.BodyPartExamined), str(tag.ProtocolName)
+	h.SeriesNumber, h.InstanceNumber = num(tag.SeriesNumber), num(tag.InstanceNumber)
+	h.ViewPosition, h.PatientOrientation = str(tag.ViewPosition), str(tag.PatientOrientation)
+	h.ImageLaterality = str(tag.ImageLaterality)
+	if n := num(tag.Rows); n != nil {
+		h.Rows = *n
+	}
+	if n := num(tag.Columns); n != nil {
+		h.Columns = *n
+	}
+	return h, nil
+}
+
+// parseHeader parses up to the pixel data; it never panics.
+func parseHeader(r io.Reader, size int64) (ds dicom.Dataset, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed data set: %v", p)
+		}
+	}()
+	return dicom.Parse(r, size, nil, dicom.SkipPixelData())
+}
+
+func (h *Header) recordParams() models.InstanceRecordParams {
+	return models.InstanceRecordParams{
+		Instance: models.Instance{
+			SOPInstanceUID: h.SOPInstanceUID, InstanceNumber: h.InstanceNumber,
+			ViewPosition: h.ViewPosition, PatientOrientation: h.PatientOrientation,
+			ImageLaterality: h.ImageLaterality, ImageRows: h.Rows, ImageColumns: h.Columns,
+		},
+		Study: models.Study{
+			StudyInstanceUID: h.StudyInstanceUID, AccessionNumber: h.AccessionNumber, PatientID: h.PatientID,
+			PatientName: h.PatientName, StudyDate: h.StudyDate, StudyDescription: h.StudyDescription,
+		},
+		Series: models.Series{
+			SeriesInstanceUID: h.SeriesInstanceUID, Modality: h.Modality, SeriesNumber: h.SeriesNumber,
+			SeriesDescription: h.SeriesDescription, BodyPartExamined: h.BodyPartExamined, ProtocolName: h.ProtocolName,
+		},
+	}
+}
+
+var _ services.StoreHandler = (*Handler)(nil)
+var _ services.TempDirer = (*Handler)(nil)
+
