@@ -315,4 +315,3 @@ func (h *Header) recordParams() models.InstanceRecordParams {
 
 var _ services.StoreHandler = (*Handler)(nil)
 var _ services.TempDirer = (*Handler)(nil)
-
