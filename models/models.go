@@ -8,6 +8,10 @@
 // work in that same transaction (tx.DB()), so a row and the job it causes
 // are committed together or not at all.
 //
+// Inside InTx use only the Store handed to the function (and its DB()):
+// SQLite runs on a single connection, so a call through the outer Store
+// would wait for the transaction that is waiting for it.
+//
 // The schema itself is defined by the SQL migrations in package migrations;
 // these structs only map it (a test checks every field against both
 // databases). Times are UTC with microsecond precision (store.Now).

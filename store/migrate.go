@@ -73,6 +73,31 @@ func (d *DB) MigrateDown(ctx context.Context, n int) error {
 	})
 }
 
+// MigrateTo moves the schema up or down to exactly version (0: empty).
+func (d *DB) MigrateTo(ctx context.Context, version uint) error {
+	return d.withMigrate(ctx, func(m *migrate.Migrate) error {
+		st, err := status(m, d.Dialect)
+		if err != nil {
+			return err
+		}
+		if version > st.Latest {
+			return fmt.Errorf("migrate to %d: this cspine knows versions up to %d", version, st.Latest)
+		}
+		if version == st.Version && !st.Dirty {
+			return nil
+		}
+		if version == 0 {
+			err = m.Down()
+		} else {
+			err = m.Migrate(version)
+		}
+		if err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return fmt.Errorf("migrate to %d: %w", version, err)
+		}
+		return nil
+	})
+}
+
 // MigrationStatus reads the applied schema version.
 func (d *DB) MigrationStatus(ctx context.Context) (MigrationStatus, error) {
 	var st MigrationStatus

@@ -177,6 +177,9 @@ func Open(ctx context.Context, dsn string, opts *Options) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadDSN, err)
 		}
+		if _, ok := pc.RuntimeParams["application_name"]; !ok {
+			pc.RuntimeParams["application_name"] = "cspine" // visible in pg_stat_activity
+		}
 		// Scan timestamptz as UTC, as SQLite does, so both databases give
 		// identical values.
 		sqlDB := stdlib.OpenDB(*pc, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {

@@ -99,6 +99,36 @@ func TestMigrations(t *testing.T) {
 	})
 }
 
+// TestEachDownRestoresPreviousSchema: for every version v, migrating up to
+// v and back down one step gives exactly the schema of v-1 (columns and
+// indexes), on both databases.
+func TestEachDownRestoresPreviousSchema(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, &storetest.Opts{NoMigrate: true}, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		latest, err := store.LatestVersion(db.Dialect)
+		require.NoError(t, err)
+		for v := uint(1); v <= latest; v++ {
+			require.NoError(t, db.MigrateTo(ctx, v-1))
+			wantCols, wantIdx := columns(t, db), indexes(t, db)
+			require.NoError(t, db.MigrateTo(ctx, v))
+			require.NoError(t, db.MigrateDown(ctx, 1))
+			require.Equal(t, wantCols, columns(t, db), "columns after %d down", v)
+			require.Equal(t, wantIdx, indexes(t, db), "indexes after %d down", v)
+		}
+		require.ErrorContains(t, db.MigrateTo(ctx, latest+1), "knows versions up to")
+		require.NoError(t, db.MigrateTo(ctx, latest))
+		st, err := db.MigrationStatus(ctx)
+		require.NoError(t, err)
+		require.True(t, st.Current())
+		if db.Dialect == store.Postgres {
+			var app string
+			require.NoError(t, db.Gorm.Raw(`SHOW application_name`).Scan(&app).Error)
+			require.Equal(t, "cspine", app)
+		}
+	})
+}
+
 func TestMigrateUpRefusesNewerSchema(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
