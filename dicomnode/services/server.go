@@ -173,7 +173,9 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		TransferSyntaxUID: pc.TransferSyntax, ImplementationClassUID: s.ImplementationClassUID,
 		ImplementationVersionName: s.ImplementationVersionName, SourceAETitle: a.CallingAETitle(),
 	})
-	bw := bufio.NewWriterSize(f, 256<<10)
+	// Start writing the data back to disk while it is still arriving, so
+	// that the handler's fsync has little left to wait for.
+	bw := bufio.NewWriterSize(&writebackWriter{f: f}, 256<<10)
 	sink := &storeSink{w: bw, limit: s.MaxObjectSize}
 	if _, err := bw.Write(meta); err != nil {
 		sink.werr = err
@@ -188,9 +190,6 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 	}
 	if sink.werr == nil {
 		sink.werr = bw.Flush()
-	}
-	if sink.werr == nil {
-		sink.werr = f.Sync()
 	}
 	if err := f.Close(); sink.werr == nil {
 		sink.werr = err

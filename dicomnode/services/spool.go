@@ -76,8 +76,13 @@ func (s *SpoolStore) log() *slog.Logger {
 	return s.Logger
 }
 
-// Keep makes req.Path durable under its final name in Dir.
+// Keep makes req.Path durable under its final name in Dir: fsync of the
+// file, hard link to the final name (which must not exist yet), fsync of
+// Dir. Only then is the instance safe to acknowledge.
 func (s *SpoolStore) Keep(ctx context.Context, req *StoreRequest) (Kept, error) {
+	if err := syncFile(req.Path); err != nil {
+		return Kept{}, fmt.Errorf("spool: sync received file: %w", err)
+	}
 	base := FileName(req.SOPInstanceUID)
 	for n := 1; n < 1000; n++ {
 		name := base + ".dcm"
@@ -130,6 +135,15 @@ func FileName(uid string) string {
 	}
 	h := sha256.Sum256([]byte(uid))
 	return fmt.Sprintf("x%s-%x", strings.TrimLeft(clean, "."), h[:6])
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func syncDir(dir string) error {

@@ -19,10 +19,12 @@ import (
 
 // StoreRequest describes a received instance. The file at Path is a
 // complete Part-10 file (preamble, File Meta Information with the
-// negotiated transfer syntax, data set exactly as received), already
-// fsynced, in the StoreHandler's TempDir. The handler must move it (rename
-// or link) if it wants to keep it; after HandleStore returns, the server
-// removes whatever is left at Path.
+// negotiated transfer syntax, data set exactly as received) in the
+// StoreHandler's TempDir, written but not yet fsynced (its write-back to
+// disk was started while it arrived). A handler that keeps it must make it
+// durable and move it (SpoolStore.Keep: fsync, link, fsync of the
+// directory); after HandleStore returns, the server removes whatever is
+// left at Path.
 type StoreRequest struct {
 	SOPClassUID       string
 	SOPInstanceUID    string

@@ -1,0 +1,176 @@
+// Package bench compares the ingest throughput of our node with DCMTK's
+// storescp, both receiving from DCMTK storescu over one association and
+// writing every instance to disk, in the same run on the same machine.
+//
+// Run it with ./run.sh (or go test -run '^$' -bench . -benchtime 3x); it is
+// not part of the normal test run. Our node fsyncs every file and its
+// directory before answering success (storescp does not fsync); the
+// database record of issue 7 is not part of this measurement yet.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/cspine/cspine/dicomnode"
+	"github.com/cspine/cspine/dicomnode/dicomnodetest"
+	"github.com/cspine/cspine/dicomnode/dimse"
+	"github.com/cspine/cspine/dicomnode/services"
+)
+
+const uidRoot = "1.2.826.0.1.3680043.10.1999.90"
+
+type workload struct {
+	name       string
+	n          int
+	rows, cols int
+}
+
+var workloads = []workload{
+	{"small", 500, 256, 256},  // 128 KiB of pixels each
+	{"large", 50, 2560, 2048}, // 10 MiB of pixels each (2560×2048×16 bit)
+}
+
+// dataset returns the files of w, generated once into a cache directory
+// (deterministic content, so a cached copy is as good as a new one).
+func dataset(b *testing.B, w workload) ([]string, int64) {
+	b.Helper()
+	dir := filepath.Join(os.TempDir(), "cspine-bench-data", fmt.Sprintf("%s-%d-%dx%d", w.name, w.n, w.rows, w.cols))
+	stamp := filepath.Join(dir, "complete")
+	if _, err := os.Stat(stamp); err != nil {
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := dicomnodetest.WriteSeries(dir, fmt.Sprintf("%s.%d", uidRoot, w.rows), w.n, w.rows, w.cols); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(stamp, nil, 0o644)
+	}
+	var files []string
+	var total int64
+	for i := 0; i < w.n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("img%04d.dcm", i))
+		st, err := os.Stat(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += st.Size()
+		files = append(files, p)
+	}
+	return files, total
+}
+
+// receiver is a running storage SCP writing into dir.
+type receiver struct {
+	port int
+	dir  string
+	// count returns the number of instances written.
+	count func() int
+}
+
+func startCSPINE(b *testing.B, out string) receiver {
+	spool, err := services.NewSpoolStore(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return startNode(b, out, spool)
+}
+
+func startNode(b *testing.B, out string, h services.StoreHandler) receiver {
+	n, err := dicomnode.New(dicomnode.Config{AETitles: []string{"CSPINE"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go n.Serve(context.Background(), ln)
+	b.Cleanup(func() { n.Shutdown(context.Background()) })
+	return receiver{port: ln.Addr().(*net.TCPAddr).Port, dir: out, count: func() int { return countFiles(out) - 1 }}
+}
+
+// ceilingStore keeps files like SpoolStore but without any fsync. It is
+// not durable and exists only here, to measure how fast the sender can go:
+// the gap between it and SpoolStore is the price of the durable answer.
+type ceilingStore struct{ *services.SpoolStore }
+
+func (c ceilingStore) HandleStore(ctx context.Context, req *services.StoreRequest) (dimse.Status, error) {
+	if err := os.Link(req.Path, filepath.Join(c.Dir, services.FileName(req.SOPInstanceUID)+".dcm")); err != nil {
+		return dimse.StatusOutOfResources, err
+	}
+	return dimse.StatusSuccess, nil
+}
+
+func startCeiling(b *testing.B, out string) receiver {
+	spool, err := services.NewSpoolStore(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return startNode(b, out, ceilingStore{spool})
+}
+
+func startStorescp(b *testing.B, out string) receiver {
+	p := dicomnodetest.StartServer(b, "storescp", "-aet", "CSPINE", "-od", out, "PORT")
+	return receiver{port: p.Port, dir: out, count: func() int { return countFiles(out) }}
+}
+
+func countFiles(dir string) int {
+	ents, _ := os.ReadDir(dir)
+	return len(ents)
+}
+
+func clean(b *testing.B, dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() == ".incoming" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIngest: storescu → {cspine, storescp}; images/s and MB/s per
+// workload. One iteration sends every file of the workload over one association.
+func BenchmarkIngest(b *testing.B) {
+	for _, w := range workloads {
+		for _, recv := range []struct {
+			name  string
+			start func(*testing.B, string) receiver
+		}{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"cspine-nofsync", startCeiling}} {
+			b.Run(w.name+"/"+recv.name, func(b *testing.B) {
+				files, total := dataset(b, w)
+				out, err := os.MkdirTemp(filepath.Join(os.TempDir(), "cspine-bench-data"), "out-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(out) })
+				r := recv.start(b, out)
+				args := append([]string{"-aec", "CSPINE", "127.0.0.1", strconv.Itoa(r.port)}, files...)
+				b.SetBytes(total)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					dicomnodetest.Run(b, false, "storescu", args...)
+					b.StopTimer()
+					if got := r.count(); got != len(files) {
+						b.Fatalf("%s kept %d of %d files", recv.name, got, len(files))
+					}
+					clean(b, out)
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(len(files)*b.N)/b.Elapsed().Seconds(), "images/s")
+			})
+		}
+	}
+}
