@@ -24,11 +24,63 @@ type huffTable struct {
 	mincode [17]int32
 	vals    []byte
 	defined bool
+	// diffs, built for lossless tables only, decodes code and extra bits in
+	// one lookup: difference<<8 | bits consumed, 0 when they need more than
+	// diffBits bits.
+	diffs *[1 << diffBits]int32
+}
+
+const diffBits = 12
+
+// buildDiffs fills h.diffs from the canonical codes (T.81 C.2).
+func (h *huffTable) buildDiffs() {
+	h.diffs = new([1 << diffBits]int32)
+	code := 0
+	k := 0
+	for l := 1; l <= 16; l++ {
+		n := 0
+		if h.maxcode[l] >= 0 {
+			n = int(h.maxcode[l]-h.mincode[l]) + 1
+		}
+		for i := 0; i < n; i, code, k = i+1, code+1, k+1 {
+			if l > diffBits {
+				continue
+			}
+			s := int(h.vals[k])
+			extra := s
+			if s == 16 || s == 0 {
+				extra = 0
+			}
+			if s > 16 || l+extra > diffBits {
+				continue
+			}
+			free := diffBits - l - extra
+			for v := 0; v < 1<<extra; v++ {
+				d := 0
+				switch {
+				case s == 16:
+					d = 32768
+				case s > 0:
+					d = v
+					if v < 1<<(s-1) {
+						d -= 1<<s - 1
+					}
+				}
+				base := (code<<extra | v) << free
+				e := int32(d)<<8 | int32(l+extra)
+				for j := 0; j < 1<<free; j++ {
+					h.diffs[base|j] = e
+				}
+			}
+		}
+		code <<= 1
+	}
 }
 
 func (h *huffTable) build(counts [16]int, vals []byte) error {
 	h.vals = vals
 	h.defined = true
+	h.diffs = nil
 	h.lookup = [1 << huffLookupBits]uint16{}
 	code := int32(0)
 	k := int32(0)
@@ -454,36 +506,39 @@ func decodeLosslessRow(br *bitReader, h *huffTable, row, prev []uint16, first bo
 	if prev != nil && len(prev) != len(row) {
 		return fmt.Errorf("%w: row length", ErrMalformed)
 	}
+	if h.diffs == nil {
+		h.buildDiffs()
+	}
+	diffs := h.diffs
 	for x := range row {
 		if br.n < 32 {
 			br.fill()
 		}
 		// After fill at least 57 bits are buffered: enough for a 16-bit code
 		// and 15 extra bits, so no second fill is needed for this sample.
-		var s int
-		if e := h.lookup[(br.acc>>(br.n-huffLookupBits))&(1<<huffLookupBits-1)]; e != 0 {
-			br.n -= uint(e >> 8)
-			s = int(e & 0xFF)
+		var d int
+		if e := diffs[(br.acc>>(br.n-diffBits))&(1<<diffBits-1)]; e != 0 {
+			br.n -= uint(e & 0xFF)
+			d = int(e >> 8)
 		} else {
-			var err error
-			if s, err = br.symbol(h); err != nil {
+			s, err := br.symbol(h)
+			if err != nil {
 				return err
 			}
-		}
-		d := 0
-		switch {
-		case s == 0:
-		case s == 16:
-			d = 32768
-		case s > 16:
-			return fmt.Errorf("%w: JPEG lossless difference category %d", ErrMalformed, s)
-		default:
-			v := int((br.acc >> (br.n - uint(s))) & (1<<uint(s) - 1))
-			br.n -= uint(s)
-			if v < 1<<(s-1) {
-				v -= 1<<s - 1
+			switch {
+			case s == 0:
+			case s == 16:
+				d = 32768
+			case s > 16:
+				return fmt.Errorf("%w: JPEG lossless difference category %d", ErrMalformed, s)
+			default:
+				v := int((br.acc >> (br.n - uint(s))) & (1<<uint(s) - 1))
+				br.n -= uint(s)
+				if v < 1<<(s-1) {
+					v -= 1<<s - 1
+				}
+				d = v
 			}
-			d = v
 		}
 		var pred int
 		switch {
