@@ -87,7 +87,7 @@ func TestSummarize(t *testing.T) {
 	if err := WriteMarkdown(&buf, rep, single); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(buf.String(), "MAE hier. | MAE single | MAE change") {
+	if !strings.Contains(buf.String(), "MAE hier. | MAE single | MAE hier. vs single") {
 		t.Errorf("compare table:\n%s", buf.String())
 	}
 }

@@ -62,7 +62,7 @@ func WriteMarkdown(w io.Writer, reps ...Report) error {
 			}
 		} else {
 			g1 := reps[1].Groups[gi]
-			fmt.Fprintf(&b, "| parameter | MAE %[1]s | MAE %[2]s | MAE change | median AE %[1]s | median AE %[2]s | ICC %[1]s | ICC %[2]s | bias %[1]s | bias %[2]s | LoA %[1]s | LoA %[2]s |\n", short(reps[0].Mode), short(reps[1].Mode))
+			fmt.Fprintf(&b, "| parameter | MAE %[1]s | MAE %[2]s | MAE %[1]s vs %[2]s | median AE %[1]s | median AE %[2]s | ICC %[1]s | ICC %[2]s | bias %[1]s | bias %[2]s | LoA %[1]s | LoA %[2]s |\n", short(reps[0].Mode), short(reps[1].Mode))
 			b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 			for j, p := range g0.Params {
 				q := g1.Params[j]
