@@ -589,3 +589,69 @@ func TestConcurrentClaimersPostgres(t *testing.T) {
 		require.Equal(t, 1, n, "job %d claimed %d times", id, n)
 	}
 }
+
+// TestPoolSurvivesDroppedConnections: while a pool works through 100 jobs,
+// every server connection of its database is terminated several times (as
+// in a PostgreSQL restart); the pool recovers by itself and every job
+// completes.
+func TestPoolSurvivesDroppedConnections(t *testing.T) {
+	t.Parallel()
+	dsn, name := storetest.CreatePostgresDB(t)
+	db := storetest.Open(t, dsn, nil)
+	admin := storetest.Open(t, storetest.AdminDSN(), &storetest.Opts{NoMigrate: true})
+	ctx := context.Background()
+	client := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+	const nJobs = 100
+	for i := range nJobs {
+		_, err := client.Insert(ctx, jobs.InsertParams{Kind: jobs.KindSend, UniqueKey: fmt.Sprint(i)})
+		require.NoError(t, err)
+	}
+	var mu sync.Mutex
+	runs := map[int64]int{}
+	var completed atomic.Int64
+	p, err := jobs.NewPool(db.Gorm, jobs.PoolConfig{
+		Workers: map[string]jobs.Worker{jobs.KindSend: jobs.WorkFunc(func(ctx context.Context, j *models.Job) error {
+			mu.Lock()
+			runs[j.ID]++
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			return nil
+		})},
+		Concurrency: 4, PollInterval: 20 * time.Millisecond, Lease: 500 * time.Millisecond,
+		RescueInterval: 100 * time.Millisecond, Logger: quietLogger,
+		Client: jobs.ClientConfig{Backoff: jobs.ExponentialBackoff(20*time.Millisecond, 200*time.Millisecond, 0)},
+		OnFinish: func(_ *models.Job, o jobs.Outcome, _ error, _ time.Duration) {
+			if o == jobs.OutcomeCompleted {
+				completed.Add(1)
+			}
+		},
+	})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	defer p.Stop(ctx)
+	kills := 0
+	for completed.Load() < nJobs/2 && kills < 5 {
+		time.Sleep(40 * time.Millisecond)
+		var n int
+		require.NoError(t, admin.Gorm.Raw(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = ? AND pid <> pg_backend_pid()`, name).Scan(&n).Error)
+		if n > 0 {
+			kills++
+		}
+	}
+	require.Positive(t, kills, "no connection was terminated")
+	require.Eventually(t, func() bool {
+		c, err := client.Counts(ctx)
+		return err == nil && c[jobs.KindSend][models.JobCompleted] == nJobs
+	}, 30*time.Second, 50*time.Millisecond, "not every job completed after the connections were dropped")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, runs, nJobs)
+	again := 0
+	for _, n := range runs {
+		if n > 1 {
+			again++
+		}
+	}
+	t.Logf("%d connection kills; %d of %d jobs ran more than once (at-least-once delivery)", kills, again, nJobs)
+}

@@ -224,11 +224,12 @@ func (p *Pool) run(ctx, hardCtx context.Context) {
 	ticker := time.NewTicker(p.cfg.PollInterval)
 	defer ticker.Stop()
 	var lastRescue time.Time
+	dbErr := &errorThrottle{log: p.log}
 	for {
 		if time.Since(lastRescue) >= p.cfg.RescueInterval {
 			lastRescue = time.Now()
 			if n, err := p.client.RescueExpired(ctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("rescue expired jobs", "error", err)
+				dbErr.fail("rescue expired jobs", err)
 			} else if n > 0 {
 				p.log.Info("rescued jobs with expired leases", "count", n)
 			}
@@ -236,8 +237,11 @@ func (p *Pool) run(ctx, hardCtx context.Context) {
 		free := len(slots)
 		if free > 0 && ctx.Err() == nil {
 			jobs, err := p.client.Claim(ctx, p.cfg.ID, p.kinds, free, p.cfg.Lease)
-			if err != nil && ctx.Err() == nil {
-				p.log.Warn("claim jobs", "error", err)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				dbErr.fail("claim jobs", err)
+			case err == nil:
+				dbErr.ok()
 			}
 			for _, j := range jobs {
 				<-slots
@@ -319,7 +323,7 @@ func (p *Pool) execute(hardCtx context.Context, j *models.Job) {
 	}
 	switch {
 	case err == nil:
-		if cerr := p.client.Complete(recCtx, j); cerr != nil {
+		if cerr := persist(recCtx, func(ctx context.Context) error { return p.client.Complete(ctx, j) }); cerr != nil {
 			if errors.Is(cerr, ErrLeaseLost) && p.completedMeanwhile(recCtx, j) {
 				outcome = OutcomeCompleted // the worker completed it in its own transaction
 				break
@@ -331,14 +335,18 @@ func (p *Pool) execute(hardCtx context.Context, j *models.Job) {
 		outcome = OutcomeCompleted
 	case hardCtx.Err() != nil && !isJobFlowError(err):
 		// Stopped by shutdown, not failed: give it back untouched.
-		if rerr := p.client.release(recCtx, j); rerr != nil {
+		if rerr := persist(recCtx, func(ctx context.Context) error { return p.client.release(ctx, j) }); rerr != nil {
 			p.log.Warn("release job at shutdown", "job_id", j.ID, "kind", j.Kind, "error", rerr)
 		}
 		outcome = OutcomeReleased
 	default:
 		var ferr error
 		var runAt time.Time
-		outcome, runAt, ferr = p.client.Fail(recCtx, j, err)
+		ferr = persist(recCtx, func(ctx context.Context) error {
+			var e error
+			outcome, runAt, e = p.client.Fail(ctx, j, err)
+			return e
+		})
 		if ferr != nil {
 			p.log.Warn("record job failure", "job_id", j.ID, "kind", j.Kind, "error", ferr)
 			p.finished(j, "", ferr, took)
@@ -352,6 +360,27 @@ func (p *Pool) execute(hardCtx context.Context, j *models.Job) {
 			"attempt", j.Attempt, "max_attempts", j.MaxAttempts, "outcome", outcome, "next_run_at", runAt, "error", err)
 	}
 	p.finished(j, outcome, err, took)
+}
+
+// persist retries op while the database is unreachable (a restart, a
+// dropped connection), so that a finished job's outcome is recorded rather
+// than left to lease expiry and a second run. ErrLeaseLost is final.
+func persist(ctx context.Context, op func(context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := op(ctx)
+		if err == nil || errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 func (p *Pool) finished(j *models.Job, o Outcome, err error, took time.Duration) {
@@ -387,4 +416,35 @@ func (p *Pool) call(ctx context.Context, j *models.Job) (err error) {
 		return Cancel(fmt.Errorf("no worker for job kind %q", j.Kind))
 	}
 	return w.Work(ctx, j)
+}
+
+// errorThrottle logs a failing database once, then at most every 30s, and
+// logs its recovery: a database restart must not flood the log.
+type errorThrottle struct {
+	log     *slog.Logger
+	failing bool
+	since   time.Time
+	last    time.Time
+	count   int
+}
+
+func (e *errorThrottle) fail(op string, err error) {
+	now := time.Now()
+	e.count++
+	if !e.failing {
+		e.failing, e.since, e.last = true, now, now
+		e.log.Warn(op+" failed; retrying", "error", err)
+		return
+	}
+	if now.Sub(e.last) >= 30*time.Second {
+		e.last = now
+		e.log.Warn(op+" still failing", "error", err, "since", e.since, "failures", e.count)
+	}
+}
+
+func (e *errorThrottle) ok() {
+	if e.failing {
+		e.log.Info("job queue database reachable again", "down_for", time.Since(e.since).Round(time.Millisecond), "failures", e.count)
+		e.failing, e.count = false, 0
+	}
 }
