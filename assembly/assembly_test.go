@@ -144,4 +144,3 @@ func TestAssemble(t *testing.T) {
 		require.Len(t, js, 2)
 	})
 }
-
