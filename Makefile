@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/cspine
 DEMO    := out/demo
 
-.PHONY: all setup build run test test-go test-training bench vet fmt clean
+.PHONY: all setup build run test fuzz bench fmt clean
 
 all: build
 
@@ -27,6 +27,15 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -p 2 -timeout 45m ./...
 	@if [ -x training/run_tests.sh ]; then training/run_tests.sh; fi
+	$(MAKE) fuzz FUZZTIME=10s
+
+# Brief coverage-guided fuzzing of the decoders that parse untrusted bytes.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./dicomnode/pdu
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./dicomnode/dimse
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./dicomnode/dimse
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pipeline/decode
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./phantom/
