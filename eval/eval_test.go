@@ -170,3 +170,54 @@ func TestReadTruthAndRun(t *testing.T) {
 		t.Errorf("bad truth: %v", err)
 	}
 }
+
+func TestRequirements(t *testing.T) {
+	t.Parallel()
+	samples := []Sample{
+		sample("none", 10, 1, false, 3, 4),
+		sample("none", 20, -2, false, 0, 0),
+		sample("complete", 5, 6, true, 6, 8),
+		sample("complete", 15, -7, false, 0, 5),
+	}
+	hier := Summarize("d", "hierarchical", samples, 5)
+	worse := make([]Sample, len(samples))
+	for i, s := range samples {
+		worse[i] = sample(s.Truth.Obscuration, s.Truth.Parameters.C2C7CobbDeg, 2*(s.Result.Parameters.C2C7CobbDeg-s.Truth.Parameters.C2C7CobbDeg), false, 0, 0)
+	}
+	single := Summarize("d", "single_stage", worse, 5)
+	tests := []struct {
+		req  string
+		pass bool
+	}{
+		{"all/c2c7_cobb_deg.mae<=4", true},      // MAE 4
+		{"all/c2c7_cobb_deg.mae<=3.9", false},   //
+		{"none/c2c7_cobb_deg.medae<=1.5", true}, // 1, 2 → 1.5
+		{"all/c2_slope_deg.icc>=0.9", false},    // NaN (constant) fails
+		{"all/flag_rate<=0.25", true},           // 1/4
+		{"all/catch>=0.95", false},              // 1/2
+		{"none/catch>=0.95", true},              // no large errors
+		{"all/landmark_mean<=1", true},
+		{"complete/c2c7_cobb_deg.mae_vs_single<=0.5", true}, // exactly half
+		{"all/c2c7_cobb_deg.abs_bias<=0.5", true},
+		{"all/rejected<=0", true},
+	}
+	for _, tc := range tests {
+		r, err := ParseRequirement(tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, ok := Check([]Requirement{r}, hier, &single)
+		if ok != tc.pass {
+			t.Errorf("%s: %v, want %v (%s)", tc.req, ok, tc.pass, lines)
+		}
+	}
+	for _, bad := range []string{"all/c2c7_cobb_deg.mae<2", "most/flag_rate<=1", "all/nope.mae<=1", "all/c2c7_cobb_deg.max<=1", "all/flag_rate<=x"} {
+		if _, err := ParseRequirement(bad); err == nil {
+			t.Errorf("ParseRequirement(%q) accepted", bad)
+		}
+	}
+	r, _ := ParseRequirement("all/c2c7_cobb_deg.mae_vs_single<=1")
+	if _, ok := Check([]Requirement{r}, hier, nil); ok {
+		t.Error("mae_vs_single without single-stage report passed")
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,7 +33,14 @@ validation set, never the test set: it chooses the C7 confidence, C7 stage
 disagreement and C7 obscuration thresholds that catch at least
 --target-recall of the large errors while flagging as few results as
 possible, writes them to FILE (e.g. pipeline/thresholds.json, which is
-embedded in the binary) and prints the report with them applied.`,
+embedded in the binary) and prints the report with them applied.
+
+--require adds acceptance criteria (as CI uses them); the command then fails
+when one is missed. Syntax: GRADE/PARAM.STAT<=V or GRADE/STAT>=V with GRADE
+none|partial|complete|all, PARAM a JSON key (c2c7_cobb_deg, c7_slope_deg, …),
+STAT mae|medae|icc|bias|abs_bias|mae_vs_single (hierarchical MAE over
+single-stage MAE, with --compare), or the group statistics
+flag_rate|catch|landmark_mean|landmark_p95|rejected.`,
 		run: runEval,
 	})
 }
@@ -49,6 +57,20 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	calibrate := fs.String("calibrate", "", "calibrate the review thresholds on --data (a validation set) and write them to FILE")
 	target := fs.Float64("target-recall", 0.95, "with --calibrate: share of large errors the flag must catch")
 	samplesOut := fs.String("samples", "", "also write every result with its truth and review features to FILE (JSON lines)")
+	var reqs []eval.Requirement
+	fs.Func("require", "acceptance criterion, e.g. all/c2c7_cobb_deg.mae<=2.5 or all/flag_rate<=0.3 (repeatable, comma-separated); the command fails when one is missed", func(v string) error {
+		for _, part := range strings.Split(v, ",") {
+			if strings.TrimSpace(part) == "" {
+				continue
+			}
+			r, err := eval.ParseRequirement(part)
+			if err != nil {
+				return err
+			}
+			reqs = append(reqs, r)
+		}
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,8 +154,28 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	return eval.WriteMarkdown(stdout, reports...)
+	if err := eval.WriteMarkdown(stdout, reports...); err != nil {
+		return err
+	}
+	if len(reqs) > 0 {
+		var single *eval.Report
+		if len(reports) == 2 {
+			single = &reports[1]
+		}
+		lines, ok := eval.Check(reqs, reports[0], single)
+		fmt.Fprintf(stdout, "\nRequirements (%s):\n", reports[0].Mode)
+		for _, l := range lines {
+			fmt.Fprintln(stdout, "  "+l)
+		}
+		if !ok {
+			return errRequirements
+		}
+	}
+	return nil
 }
+
+// errRequirements: the evaluation ran but missed an acceptance criterion.
+var errRequirements = errors.New("evaluation requirements not met")
 
 // writeSamples writes every evaluated sample as one JSON line.
 func writeSamples(path string, sets [][]eval.Sample) error {
