@@ -128,6 +128,7 @@ func downNormal(s float64) vec {
 
 // alignment holds the sampled sagittal alignment (inferior-endplate slopes).
 type alignment struct {
+	posture  string // neutral, flexion or extension (functional views)
 	infSlope [nLv]float64 // C2..T2
 	wedge    [nLv]float64 // body wedge: inferior minus superior slope of the same body
 	shift    [nLv]float64 // translation of level n relative to n-1 (mm, + anterior)
@@ -136,15 +137,24 @@ type alignment struct {
 func sampleAlignment(s *sampler) alignment {
 	var a alignment
 	// C2–C7 Cobb: a mixture so that kyphotic, straight and lordotic necks
-	// all occur (clinical range about -20° .. +45°).
+	// all occur (clinical range about -20° .. +45°). One lateral in ten is
+	// a flexion view and one in ten an extension view (functional studies).
 	var cobb float64
-	switch s.pick(0.15, 0.25, 0.6) {
-	case 0:
-		cobb = s.uniform(-20, -3)
-	case 1:
-		cobb = s.uniform(-3, 8)
+	a.posture = []string{"neutral", "flexion", "extension"}[s.pick(0.8, 0.1, 0.1)]
+	switch {
+	case a.posture == "flexion":
+		cobb = s.uniform(-20, 2)
+	case a.posture == "extension":
+		cobb = s.normalClip(30, 8, 15, 45)
 	default:
-		cobb = s.normalClip(16, 10, 5, 45)
+		switch s.pick(0.15, 0.25, 0.6) {
+		case 0:
+			cobb = s.uniform(-20, -3)
+		case 1:
+			cobb = s.uniform(-3, 8)
+		default:
+			cobb = s.normalClip(16, 10, 5, 45)
+		}
 	}
 	c7 := s.normalClip(20+0.35*(cobb-12), 7, -8, 48)
 	// Split the Cobb angle over the five motion segments with random weights.

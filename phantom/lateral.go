@@ -159,6 +159,12 @@ func makeLateral(o Options, p planned) (result.Truth, error) {
 	logImg := render(an, im, s)
 
 	h := sampleHeader(s, o, p, "lateral")
+	switch al.posture {
+	case "flexion":
+		h.seriesDesc, h.protocol = []string{"C-Spine Lateral Flexion", "LAT FLEXION", "Cervical LAT flex"}[s.intn(3)], "C-SPINE LAT FLEXION"
+	case "extension":
+		h.seriesDesc, h.protocol = []string{"C-Spine Lateral Extension", "LAT EXTENSION", "Cervical LAT ext"}[s.intn(3)], "C-SPINE LAT EXTENSION"
+	}
 	px := h.quantize(s, logImg, im)
 	putF32(logImg)
 	defer putU16(px)
@@ -167,6 +173,7 @@ func makeLateral(o Options, p planned) (result.Truth, error) {
 	t.SOPInstanceUID = h.sopUID
 	t.StudyInstanceUID = h.studyUID
 	t.Modality = h.modality
+	t.Posture = al.posture
 	b := h.dataset(s, o, p, im, px)
 	if err := b.writeFile(filepath.Join(o.OutDir, t.File)); err != nil {
 		return t, err

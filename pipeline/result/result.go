@@ -190,4 +190,7 @@ type Truth struct {
 	ShoulderY       float64 `json:"shoulder_y,omitempty"`
 	RotationDeg     float64 `json:"rotation_deg,omitempty"`
 	Modality        string  `json:"modality,omitempty"`
+	// Posture of a phantom lateral: neutral, flexion or extension (its
+	// series description says so, as functional views do).
+	Posture string `json:"posture,omitempty"`
 }
