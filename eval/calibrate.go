@@ -55,11 +55,32 @@ func candidates(v []float64, max int, extra ...float64) []float64 {
 // with the highest recall (then the lowest flag rate) is returned with
 // MetTarget false. Cut points come from the quantiles of the validation
 // features, so the search is exhaustive over at most 41³ combinations.
+// Beforehand, the image-level thresholds (not_lateral, low_image_quality)
+// are lowered where needed so that they fire on at most 1% of the
+// validation laterals.
 func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDeg float64) (Calibration, error) {
 	type item struct {
 		large, fixed  bool
 		conf, dis, pc float64
 	}
+	// The image-level reasons (not_lateral, low_image_quality) are meant for
+	// images unlike the ones the models know; they must not fire on more
+	// than 1% of the validation laterals: lower them to the 1st percentile
+	// of those images' features where they would.
+	var gconf, contr []float64
+	for _, s := range samples {
+		if s.Truth.Measurable && s.Result.Status == result.StatusOK {
+			gconf = append(gconf, s.Features.GlobalConfidence)
+			contr = append(contr, s.Features.Contrast)
+		}
+	}
+	if len(gconf) > 0 {
+		q := roundDown(Percentile(gconf, 1), 1e-4)
+		base.NotLateralMinGlobalConfidence = math.Min(base.NotLateralMinGlobalConfidence, q)
+		base.LowQualityMinGlobalConfidence = math.Min(base.LowQualityMinGlobalConfidence, q)
+		base.LowQualityMinContrast = math.Min(base.LowQualityMinContrast, roundDown(Percentile(contr, 1), 1e-4))
+	}
+
 	// Features that cannot fire a tunable reason.
 	never := base
 	never.C7MinConfidence = 0

@@ -130,6 +130,21 @@ func TestCalibrate(t *testing.T) {
 	if g := rep.Groups[3]; g.Flagged != 4 || g.LargeCaught != 4 {
 		t.Errorf("reflagged %+v", g)
 	}
+	// Models that are never confident on a header-less set: the image-level
+	// reasons are lowered instead of flagging everything.
+	dim := make([]Sample, len(samples))
+	for i, s := range samples {
+		dim[i] = s
+		dim[i].Features.GlobalConfidence = 0.1 + float64(i)/1000
+		dim[i].Features.HeaderLateral = false
+	}
+	cal, err = Calibrate(dim, base, 0.95, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cal.Flagged != 4 || cal.Thresholds.NotLateralMinGlobalConfidence > 0.1 || cal.Thresholds.LowQualityMinGlobalConfidence > 0.1 {
+		t.Errorf("dim calibration %+v", cal)
+	}
 	if _, err := Calibrate(nil, base, 0.95, 5); err == nil {
 		t.Error("empty calibration accepted")
 	}
