@@ -128,7 +128,7 @@ func downNormal(s float64) vec {
 
 // alignment holds the sampled sagittal alignment (inferior-endplate slopes).
 type alignment struct {
-	posture  string // neutral, flexion or extension (functional views)
+	posture  string       // neutral, flexion or extension (functional views)
 	infSlope [nLv]float64 // C2..T2
 	wedge    [nLv]float64 // body wedge: inferior minus superior slope of the same body
 	shift    [nLv]float64 // translation of level n relative to n-1 (mm, + anterior)
