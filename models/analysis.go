@@ -223,6 +223,21 @@ func (s *Store) AnalysisInsert(ctx context.Context, a *Analysis) error {
 	if a.Revision == 0 {
 		a.Revision = 1
 	}
+	seen := map[[2]string]bool{}
+	for _, l := range a.Landmarks {
+		if result.LandmarkIndex(l.Name) < 0 {
+			return fmt.Errorf("insert analysis: unknown landmark %q", l.Name)
+		}
+		if l.Stage != result.StageGlobal && l.Stage != result.StageRefined {
+			return fmt.Errorf("insert analysis: landmark %s has unknown stage %q", l.Name, l.Stage)
+		}
+		k := [2]string{l.Stage, l.Name}
+		if seen[k] {
+			// gorm would silently skip the duplicate row; refuse instead.
+			return fmt.Errorf("insert analysis: landmark %s (%s) given twice", l.Name, l.Stage)
+		}
+		seen[k] = true
+	}
 	return s.InTx(ctx, func(tx *Store) error {
 		// Create with associations: landmarks and reasons get the new id.
 		return wrap("insert analysis", tx.q(ctx).Create(a).Error)

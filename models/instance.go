@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/cspine/cspine/store"
 )
@@ -97,6 +98,13 @@ func (s *Store) InstanceRecord(ctx context.Context, p InstanceRecordParams) (*In
 		st.FirstInstanceAt, st.LastInstanceAt = at, at
 		if err := insertIgnore(db, &st, "study_instance_uid", "study_instance_uid = ?", st.StudyInstanceUID); err != nil {
 			return wrap("record instance: study", err)
+		}
+		// Lock the study row (PostgreSQL) so that concurrent arrivals for
+		// one study update its counters and modalities one after another.
+		if db.Dialector.Name() == store.Postgres {
+			if err := db.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&st, st.ID).Error; err != nil {
+				return wrap("record instance: lock study", err)
+			}
 		}
 		se := p.Series
 		se.ID = 0

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,7 +161,9 @@ func TestInstanceRecordConcurrentSameStudy(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := b.s.InstanceRecord(b.ctx, recordParams("7.7", "7.7.1", fmt.Sprintf("7.7.1.%d", i), time.Now()))
+			p := recordParams("7.7", fmt.Sprintf("7.7.%d", i%3), fmt.Sprintf("7.7.1.%d", i), time.Now())
+			p.Series.Modality = []string{"CR", "DX", "OT"}[i%3]
+			_, err := b.s.InstanceRecord(b.ctx, p)
 			errs <- err
 		}()
 	}
@@ -172,6 +175,9 @@ func TestInstanceRecordConcurrentSameStudy(t *testing.T) {
 	st, err := b.s.StudyGetByUID(b.ctx, "7.7")
 	require.NoError(t, err)
 	require.Equal(t, n, st.InstanceCount)
+	mods := strings.Split(st.Modalities, `\`)
+	sort.Strings(mods)
+	require.Equal(t, []string{"CR", "DX", "OT"}, mods, "no modality lost to concurrent arrivals")
 }
 
 func sampleResult(sop string) *result.Result {
@@ -286,6 +292,17 @@ func TestAnalysis(t *testing.T) {
 		counts, err := b.s.ReviewReasonCounts(b.ctx)
 		require.NoError(t, err)
 		require.Equal(t, map[string]int64{result.ReasonC7LowConfidence: 2, result.ReasonC7StageDisagreement: 2}, counts)
+
+		for name, lms := range map[string][]models.Landmark{
+			"unknown landmark": {{Name: "C8_sup_ant", Stage: result.StageRefined}},
+			"unknown stage":    {{Name: "C2_centroid", Stage: "final"}},
+			"given twice":      {{Name: "C2_centroid", Stage: result.StageRefined}, {Name: "C2_centroid", Stage: result.StageRefined}},
+		} {
+			bad, err := models.AnalysisFromResult(rej, nil, nil, time.Now(), time.Now())
+			require.NoError(t, err)
+			bad.InstanceID, bad.StudyID, bad.Revision, bad.Landmarks = in3.ID, in3.StudyID, 2, lms
+			require.ErrorContains(t, b.s.AnalysisInsert(b.ctx, bad), name)
+		}
 
 		_, err = b.s.AnalysisGetByID(b.ctx, 424242)
 		require.ErrorIs(t, err, models.ErrNotFound)
