@@ -322,6 +322,7 @@ func decodeDCTScan(data []byte, sc []*dctComponent, quant *[4][64]int32, restart
 		}
 		q := &quant[c.tq]
 		coef[0] = int32(c.dcPred) * q[0]
+		ac := false
 		for k := 1; k < 64; k++ {
 			rs, err := br.symbol(c.acTab)
 			if err != nil {
@@ -341,9 +342,23 @@ func decodeDCTScan(data []byte, sc []*dctComponent, quant *[4][64]int32, restart
 			}
 			z := zigzag[k]
 			coef[z] = int32(br.extend(s)) * q[z]
+			ac = true
 		}
 		if c.needed {
-			idct(&coef, c.plane[by*8*c.stride+bx*8:], c.stride)
+			dst := c.plane[by*8*c.stride+bx*8:]
+			if ac {
+				idct(&coef, dst, c.stride)
+			} else {
+				// DC only: both passes reduce to one value, exactly
+				// descale(dc << (PASS1_BITS+CONST_BITS), CONST_BITS+PASS1_BITS+3).
+				v := rangeLimit[descale(coef[0]<<(idctPass1Bits+idctConstBits), idctConstBits+idctPass1Bits+3)&1023]
+				for r := 0; r < 8; r++ {
+					row := dst[r*c.stride : r*c.stride+8]
+					for i := range row {
+						row[i] = v
+					}
+				}
+			}
 		}
 		return nil
 	}
