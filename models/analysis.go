@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -231,6 +232,9 @@ func (s *Store) AnalysisInsert(ctx context.Context, a *Analysis) error {
 		if l.Stage != result.StageGlobal && l.Stage != result.StageRefined {
 			return fmt.Errorf("insert analysis: landmark %s has unknown stage %q", l.Name, l.Stage)
 		}
+		if !finite(l.X) || !finite(l.Y) || !finite(l.Confidence) {
+			return fmt.Errorf("insert analysis: landmark %s has a non-finite value", l.Name)
+		}
 		k := [2]string{l.Stage, l.Name}
 		if seen[k] {
 			// gorm would silently skip the duplicate row; refuse instead.
@@ -354,6 +358,8 @@ func (s *Store) LandmarkListByAnalysis(ctx context.Context, analysisID int64) ([
 	sortLandmarks(out)
 	return out, nil
 }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func sortLandmarks(ls []Landmark) {
 	sort.SliceStable(ls, func(i, j int) bool {

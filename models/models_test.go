@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -297,6 +298,7 @@ func TestAnalysis(t *testing.T) {
 			"unknown landmark": {{Name: "C8_sup_ant", Stage: result.StageRefined}},
 			"unknown stage":    {{Name: "C2_centroid", Stage: "final"}},
 			"given twice":      {{Name: "C2_centroid", Stage: result.StageRefined}, {Name: "C2_centroid", Stage: result.StageRefined}},
+			"non-finite":       {{Name: "C2_centroid", Stage: result.StageRefined, X: math.NaN()}},
 		} {
 			bad, err := models.AnalysisFromResult(rej, nil, nil, time.Now(), time.Now())
 			require.NoError(t, err)
@@ -347,9 +349,15 @@ func TestReviewReportTransfer(t *testing.T) {
 		_, err = b.s.ReviewTaskDecide(b.ctx, models.ReviewTaskDecideParams{ID: task.ID, Version: 2, State: models.ReviewRejected, UserID: u.ID})
 		require.ErrorContains(t, err, "needs a reason")
 		bad := dec
-		bad.Landmarks = []result.TruthLandmark{{Name: "C8_inf_post"}}
-		_, err = b.s.ReviewTaskDecide(b.ctx, bad)
-		require.ErrorContains(t, err, "unknown landmark")
+		for want, lms := range map[string][]result.TruthLandmark{
+			"unknown landmark": {{Name: "C8_inf_post"}},
+			"given twice":      {{Name: "C7_inf_post"}, {Name: "C7_inf_post"}},
+			"non-finite":       {{Name: "C7_inf_post", X: math.Inf(1)}},
+		} {
+			bad.Landmarks = lms
+			_, err = b.s.ReviewTaskDecide(b.ctx, bad)
+			require.ErrorContains(t, err, want)
+		}
 		done, err := b.s.ReviewTaskDecide(b.ctx, dec)
 		require.NoError(t, err)
 		require.Equal(t, models.ReviewCorrected, done.State)

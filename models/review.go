@@ -159,9 +159,17 @@ func (s *Store) ReviewTaskDecide(ctx context.Context, p ReviewTaskDecideParams) 
 	if p.State == ReviewCorrected && len(p.Landmarks) == 0 {
 		return nil, fmt.Errorf("decide review task: a correction needs landmarks")
 	}
+	seen := map[string]bool{}
 	for _, l := range p.Landmarks {
 		if result.LandmarkIndex(l.Name) < 0 {
 			return nil, fmt.Errorf("decide review task: unknown landmark %q", l.Name)
+		}
+		if seen[l.Name] {
+			return nil, fmt.Errorf("decide review task: landmark %s given twice", l.Name)
+		}
+		seen[l.Name] = true
+		if !finite(l.X) || !finite(l.Y) {
+			return nil, fmt.Errorf("decide review task: landmark %s has a non-finite coordinate", l.Name)
 		}
 	}
 	var out *ReviewTask
