@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cspine/cspine/dicomnode"
 	"github.com/cspine/cspine/dicomnode/dicomnodetest"
@@ -141,36 +142,53 @@ func clean(b *testing.B, dir string) {
 	}
 }
 
-// BenchmarkIngest: storescu → {cspine, storescp}; images/s and MB/s per
-// workload. One iteration sends every file of the workload over one association.
+// BenchmarkIngest: storescu → cspine (SpoolStore, fsync), storescp, and
+// cspine without fsync (the ceiling). One iteration sends every file of the
+// workload once to each receiver, over one association each, in rotating
+// order, so that the load of a shared machine falls on all of them alike.
+// Reported: images/s of each receiver and the ratios to storescp.
 func BenchmarkIngest(b *testing.B) {
+	type recv struct {
+		name  string
+		start func(*testing.B, string) receiver
+	}
+	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"nofsync", startCeiling}}
 	for _, w := range workloads {
-		for _, recv := range []struct {
-			name  string
-			start func(*testing.B, string) receiver
-		}{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"cspine-nofsync", startCeiling}} {
-			b.Run(w.name+"/"+recv.name, func(b *testing.B) {
-				files, total := dataset(b, w)
+		b.Run(w.name, func(b *testing.B) {
+			files, total := dataset(b, w)
+			rs := make([]receiver, len(recvs))
+			for i, r := range recvs {
 				out, err := os.MkdirTemp(filepath.Join(os.TempDir(), "cspine-bench-data"), "out-")
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { os.RemoveAll(out) })
-				r := recv.start(b, out)
-				args := append([]string{"-aec", "CSPINE", "127.0.0.1", strconv.Itoa(r.port)}, files...)
-				b.SetBytes(total)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
+				rs[i] = r.start(b, out)
+			}
+			spent := make([]time.Duration, len(recvs))
+			b.SetBytes(total * int64(len(recvs)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for k := range recvs {
+					j := (i + k) % len(recvs)
+					args := append([]string{"-aec", "CSPINE", "127.0.0.1", strconv.Itoa(rs[j].port)}, files...)
+					start := time.Now()
 					dicomnodetest.Run(b, false, "storescu", args...)
+					spent[j] += time.Since(start)
 					b.StopTimer()
-					if got := r.count(); got != len(files) {
-						b.Fatalf("%s kept %d of %d files", recv.name, got, len(files))
+					if got := rs[j].count(); got != len(files) {
+						b.Fatalf("%s kept %d of %d files", recvs[j].name, got, len(files))
 					}
-					clean(b, out)
+					clean(b, rs[j].dir)
 					b.StartTimer()
 				}
-				b.ReportMetric(float64(len(files)*b.N)/b.Elapsed().Seconds(), "images/s")
-			})
-		}
+			}
+			rate := func(j int) float64 { return float64(len(files)*b.N) / spent[j].Seconds() }
+			b.ReportMetric(rate(0), "cspine_img/s")
+			b.ReportMetric(rate(1), "storescp_img/s")
+			b.ReportMetric(rate(2), "nofsync_img/s")
+			b.ReportMetric(rate(0)/rate(1), "ratio")
+			b.ReportMetric(rate(2)/rate(1), "ratio_nofsync")
+		})
 	}
 }

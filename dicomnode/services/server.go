@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -175,7 +176,13 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 	})
 	// Start writing the data back to disk while it is still arriving, so
 	// that the handler's fsync has little left to wait for.
-	bw := bufio.NewWriterSize(&writebackWriter{f: f}, 256<<10)
+	wb := &writebackWriter{f: f}
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(wb)
+	defer func() {
+		bw.Reset(nil)
+		writerPool.Put(bw)
+	}()
 	sink := &storeSink{w: bw, limit: s.MaxObjectSize}
 	if _, err := bw.Write(meta); err != nil {
 		sink.werr = err
@@ -243,6 +250,9 @@ func (s *Server) callHandler(ctx context.Context, req *StoreRequest) (st dimse.S
 }
 
 var errSinkFull = errors.New("object size limit reached")
+
+// writerPool recycles the spool file write buffers.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // storeSink writes the data set to the spool file, keeps its first bytes,
 // counts it, and after a write error or the size limit keeps consuming
