@@ -487,3 +487,96 @@ func TestAuditUserSession(t *testing.T) {
 		require.ErrorContains(t, err, "required")
 	})
 }
+
+// TestRemainingMethods covers the store methods the scenario tests above
+// do not reach: retention, listings, sessions, password change.
+func TestRemainingMethods(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		b := setup(t, db)
+		old := time.Now().Add(-40 * 24 * time.Hour)
+		inOld, err := b.s.InstanceRecord(b.ctx, recordParams("8.1", "8.1.1", "8.1.1.1", old))
+		require.NoError(t, err)
+		_, err = b.s.InstanceRecord(b.ctx, recordParams("8.2", "8.2.1", "8.2.1.1", old)) // study still receiving
+		require.NoError(t, err)
+		_, err = b.s.InstanceRecord(b.ctx, recordParams("8.3", "8.3.1", "8.3.1.1", time.Now())) // too recent
+		require.NoError(t, err)
+		st1, err := b.s.StudyGetByUID(b.ctx, "8.1")
+		require.NoError(t, err)
+		require.NoError(t, b.s.StudySetState(b.ctx, st1.ID, models.StudyReceiving, models.StudyNoMeasurableImage, "no lateral view"))
+		st3, err := b.s.StudyGetByUID(b.ctx, "8.3")
+		require.NoError(t, err)
+		require.NoError(t, b.s.StudySetState(b.ctx, st3.ID, models.StudyReceiving, models.StudyComplete, ""))
+		require.ErrorIs(t, b.s.StudySetState(b.ctx, 987654, models.StudyReceiving, models.StudyComplete, ""), models.ErrNotFound)
+
+		cutoff := time.Now().Add(-30 * 24 * time.Hour)
+		purge, err := b.s.InstanceListPurgeable(b.ctx, cutoff, 10)
+		require.NoError(t, err)
+		require.Len(t, purge, 1)
+		require.Equal(t, inOld.ID, purge[0].ID)
+		require.NoError(t, b.s.InstanceMarkPurged(b.ctx, inOld.ID))
+		purge, err = b.s.InstanceListPurgeable(b.ctx, cutoff, 10)
+		require.NoError(t, err)
+		require.Empty(t, purge)
+		require.ErrorIs(t, b.s.InstanceMarkPurged(b.ctx, 987654), models.ErrNotFound)
+		got, err := b.s.InstanceGetByID(b.ctx, inOld.ID)
+		require.NoError(t, err)
+		require.NotNil(t, got.PurgedAt)
+
+		skipped, err := b.s.StudyList(b.ctx, models.StudyNoMeasurableImage, 10, 0)
+		require.NoError(t, err)
+		require.Len(t, skipped, 1)
+		require.Equal(t, "no lateral view", skipped[0].StateReason)
+		all, err := b.s.StudyList(b.ctx, "", 10, 0)
+		require.NoError(t, err)
+		require.Len(t, all, 3)
+		require.Equal(t, "8.3", all[0].StudyInstanceUID, "newest first")
+		se, err := b.s.SeriesGetByUID(b.ctx, "8.1.1")
+		require.NoError(t, err)
+		require.Equal(t, st1.ID, se.StudyID)
+		_, err = b.s.SeriesGetByUID(b.ctx, "nope")
+		require.ErrorIs(t, err, models.ErrNotFound)
+
+		// Reports and transfers listings.
+		_, a := insertAnalysis(t, b, "8.4.1.1")
+		r := &models.Report{AnalysisID: a.ID, SRSOPInstanceUID: "2.25.80", SRSeriesInstanceUID: "2.25.81"}
+		require.NoError(t, b.s.ReportInsert(b.ctx, r))
+		rep, err := b.s.ReportGetByID(b.ctx, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.Unverified, rep.VerificationFlag)
+		reps, err := b.s.ReportListByAnalysis(b.ctx, a.ID)
+		require.NoError(t, err)
+		require.Len(t, reps, 1)
+		require.ErrorContains(t, b.s.ReportInsert(b.ctx, &models.Report{AnalysisID: a.ID}), "required")
+		tr := &models.Transfer{ReportID: r.ID, Destination: "pacs", AETitle: "PACS", Host: "h", Port: 104}
+		require.NoError(t, b.s.TransferInsert(b.ctx, tr))
+		job := &models.Job{Kind: "send", Args: "{}", State: models.JobAvailable, MaxAttempts: 3, RunAt: time.Now(), Errors: "[]"}
+		require.NoError(t, db.Gorm.Create(job).Error)
+		require.NoError(t, b.s.TransferSetJob(b.ctx, tr.ID, job.ID))
+		trs, err := b.s.TransferListByReport(b.ctx, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, job.ID, *trs[0].JobID)
+
+		// Accounts and sessions.
+		u := &models.User{Username: "rev", PasswordHash: "old", Role: models.RoleReviewer}
+		require.NoError(t, b.s.UserInsert(b.ctx, u))
+		require.NoError(t, b.s.UserSetPasswordHash(b.ctx, u.ID, "new"))
+		users, err := b.s.UserList(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, "new", users[0].PasswordHash)
+		require.ErrorIs(t, b.s.UserSetPasswordHash(b.ctx, 987654, "x"), models.ErrNotFound)
+		se2 := &models.Session{UserID: u.ID, TokenHash: "t2", CSRFToken: "c", ExpiresAt: time.Now().Add(time.Minute)}
+		require.NoError(t, b.s.SessionInsert(b.ctx, se2))
+		require.NoError(t, b.s.SessionTouch(b.ctx, se2.ID, time.Now().Add(time.Hour)))
+		_, err = b.s.SessionGetByTokenHash(b.ctx, "t2", time.Now().Add(30*time.Minute))
+		require.NoError(t, err, "touch extended the session")
+		require.NoError(t, b.s.SessionDelete(b.ctx, se2.ID))
+		_, err = b.s.SessionGetByTokenHash(b.ctx, "t2", time.Now())
+		require.ErrorIs(t, err, models.ErrNotFound)
+		require.ErrorIs(t, b.s.SessionTouch(b.ctx, se2.ID, time.Now()), models.ErrNotFound)
+
+		// Foreign keys hold on both databases.
+		err = b.s.TransferInsert(b.ctx, &models.Transfer{ReportID: 987654, Destination: "x", AETitle: "X", Host: "h", Port: 1})
+		require.Error(t, err, "transfer of an unknown report")
+	})
+}
