@@ -23,10 +23,10 @@ func UID() string { return fmt.Sprintf("2.25.%d%06d", time.Now().UnixNano(), seq
 // InstanceOpts tune Instance. Empty fields get fresh UIDs and defaults.
 type InstanceOpts struct {
 	StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID string
-	Modality                                             string // default "CR"
-	ViewPosition                                         string // default "LL"
-	CallingAETitle                                       string // default "PACS"
-	ReceivedAt                                           time.Time
+	Modality                                            string // default "CR"
+	ViewPosition                                        string // default "LL"
+	CallingAETitle                                      string // default "PACS"
+	ReceivedAt                                          time.Time
 }
 
 // Instance records a received lateral CR instance.
@@ -83,8 +83,8 @@ func Result(sop string, reasons []string, modelVersion string) *result.Result {
 		C7:             &result.C7{Confidence: 0.9, Obscuration: result.ObscurationNone},
 		Review:         &result.Review{Required: len(reasons) > 0, Reasons: reasons},
 		PixelSpacingMM: []float64{0.139, 0.139}, SpacingSource: result.SpacingPixelSpacing,
-		Model:          &result.Model{Name: "cspine-phantom", Version: modelVersion, Mode: result.ModeHierarchical},
-		TimingsMS:      map[string]float64{"total": 60},
+		Model:     &result.Model{Name: "cspine-phantom", Version: modelVersion, Mode: result.ModeHierarchical},
+		TimingsMS: map[string]float64{"total": 60},
 	}
 	for i, name := range result.LandmarkNames {
 		r.Landmarks = append(r.Landmarks, result.Landmark{
