@@ -87,7 +87,9 @@ type Image struct {
 	Meta     Meta
 }
 
-// Meta holds the header attributes the pipeline needs.
+// Meta holds the header attributes the pipeline needs. String attributes are
+// trimmed of padding; multi-valued ones (ImageType, PatientOrientation) keep
+// their values joined with a backslash, as encoded.
 type Meta struct {
 	SOPClassUID, SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID, TransferSyntaxUID string
 	Modality, ViewPosition, BodyPartExamined, PatientOrientation, ImageType             string

@@ -268,20 +268,33 @@ func decodeJPEGBaseline(data []byte, f pixelFormat, ts string) (sampleSource, er
 
 // planComponents decides which components are reconstructed and allocates
 // their planes: the first component of a greyscale or YCbCr stream, all three
-// of an RGB stream (Adobe transform 0, component ids R, G, B, or DICOM RGB
-// without a JFIF or Adobe marker saying otherwise).
+// of an RGB stream. The colour space of a 3-component stream is decided as
+// libjpeg does (JFIF: YCbCr; Adobe transform 0: RGB, otherwise YCbCr;
+// component ids 1,2,3: YCbCr; 'R','G','B': RGB); when neither marker nor ids
+// decide, the DICOM Photometric Interpretation does. Subsampled chroma means
+// YCbCr whatever the label says.
 func planComponents(comps []*dctComponent, f pixelFormat, adobe int, jfif bool, hmax, vmax, mcusX, mcusY int) error {
 	rgb := false
-	if len(comps) == 3 {
+	switch len(comps) {
+	case 1:
+	case 3:
+		ids := [3]byte{comps[0].id, comps[1].id, comps[2].id}
 		switch {
-		case adobe == 0:
+		case jfif:
+		case adobe >= 0:
+			rgb = adobe == 0
+		case ids == [3]byte{1, 2, 3}:
+		case ids == [3]byte{'R', 'G', 'B'}:
 			rgb = true
-		case comps[0].id == 'R' && comps[1].id == 'G' && comps[2].id == 'B':
-			rgb = true
-		case adobe < 0 && !jfif && f.photometric == "RGB":
-			rgb = true
+		default:
+			rgb = f.photometric == "RGB"
 		}
-	} else if len(comps) != 1 {
+		for _, c := range comps {
+			if c.h != hmax || c.v != vmax {
+				rgb = false
+			}
+		}
+	default:
 		return fmt.Errorf("%w: JPEG with %d components", ErrUnsupported, len(comps))
 	}
 	for i, c := range comps {

@@ -7,12 +7,14 @@ LUT bit depth), before any MONOCHROME1 inversion.
 """
 import json
 import sys
+import warnings
 
 import numpy as np
 import pydicom
 from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi, apply_windowing
 
 np.seterr(over="ignore")  # exp overflow in SIGMOID tails is expected
+warnings.simplefilter("ignore")  # e.g. notes on excess padding in corpus files
 out = {}
 for path in sys.argv[1:]:
     ds = pydicom.dcmread(path)
