@@ -56,7 +56,7 @@ func TestRealWorldPydicomCorpus(t *testing.T) {
 		"JPEG2000.dcm": unsupportedTS, "MR_small_jp2klossless.dcm": unsupportedTS, "MR_small_jpeg_ls_lossless.dcm": unsupportedTS,
 		"JPGExtended.dcm": unsupportedTS, "JPEG-lossy.dcm": unsupportedTS, "MR_small_bigendian.dcm": unsupportedTS,
 		"ExplVR_BigEnd.dcm": unsupportedTS,
-		"liver_1frame.dcm": unsupported, "rtdose.dcm": unsupported, "SC_rgb_rle_32bit.dcm": unsupported,
+		"liver_1frame.dcm":  unsupported, "rtdose.dcm": unsupported, "SC_rgb_rle_32bit.dcm": unsupported,
 		"MR_truncated.dcm": truncated, "rtplan_truncated.dcm": truncated,
 		"rtplan.dcm": notImage, "rtstruct.dcm": notImage, "test-SR.dcm": notImage, "reportsi.dcm": notImage, "waveform_ecg.dcm": notImage,
 		"meta_missing_tsyntax.dcm": malformed,
