@@ -194,6 +194,15 @@ func Open(ctx context.Context, dsn string, opts *Options) (*DB, error) {
 		if err := os.MkdirAll(filepath.Dir(t.Path), 0o750); err != nil {
 			return nil, fmt.Errorf("open sqlite database: create directory: %w", err)
 		}
+		// The database holds patient data: create it readable by the node
+		// only (SQLite gives its -wal and -shm files the same mode).
+		f, err := os.OpenFile(t.Path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite database: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("open sqlite database: %w", err)
+		}
 		dialector = sqlite.Open(t.ConnString)
 	}
 	g, err := gorm.Open(dialector, cfg)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -241,4 +242,10 @@ func TestOpenSQLiteCreatesDirectory(t *testing.T) {
 	var mode string
 	require.NoError(t, db.Gorm.Raw(`PRAGMA journal_mode`).Scan(&mode).Error)
 	require.Equal(t, "wal", mode)
+	require.NoError(t, db.MigrateUp(context.Background()))
+	for _, f := range []string{"cspine.db", "cspine.db-wal", "cspine.db-shm"} {
+		st, err := os.Stat(dir + "/a/b/" + f)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "%s holds patient data: owner only", f)
+	}
 }
