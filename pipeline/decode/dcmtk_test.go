@@ -266,12 +266,21 @@ func TestInteropMultiFrame(t *testing.T) {
 			checkModality(t, im, want)
 		})
 	}
-	// Several fragments per frame and no offset table: frames cannot be
-	// told apart without parsing the codestreams.
+	// Several fragments per frame and no offset table: the JPEG frame ends
+	// with the fragment that ends with EOI.
 	path := compressWithDCMTK(t, dir, "fragmented", spec, "dcmcjpeg", "+e1", "-ot", "+fs", "1")
-	if _, err := File(path); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("fragmented frames without offset table: %v", err)
+	po, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if p, err := parseObject(po); err != nil || len(p.ds[tagPixelData].frags) <= 3 || len(p.ds[tagPixelData].bot) != 0 {
+		t.Fatalf("DCMTK did not write several fragments per frame without offset table: %v", err)
+	}
+	im, err := File(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkModality(t, im, want)
 }
 
 // TestInteropTruncatedCodestream cuts the codestream inside a DCMTK-written

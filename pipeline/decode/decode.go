@@ -25,7 +25,8 @@
 // weights, rounded to an integer, for RGB); Bits Allocated 8 or 16, any Bits
 // Stored and High Bit, signed or unsigned. Multi-frame objects: frame 0 is
 // decoded and Meta.NumberOfFrames says how many there are; encapsulated
-// multi-frame data needs a Basic Offset Table or one fragment per frame.
+// frames are found through the Basic Offset Table, one fragment per frame,
+// or (JPEG) the fragment ending with EOI.
 // PALETTE COLOR, 1- and 32-bit data, float pixel data and the transfer syntaxes
 // not listed above (JPEG 2000, JPEG-LS, 12-bit lossy JPEG, big endian, video)
 // are rejected with ErrUnsupported or *UnsupportedTransferSyntaxError.
@@ -395,7 +396,7 @@ func decodeImage(po *parsed) (*Image, error) {
 		src, err = nativeSamples(pd.val, f)
 	default:
 		var data []byte
-		data, err = frame0(pd, f.frames)
+		data, err = frame0(pd, f.frames, syn.codec == codecJPEGBaseline || syn.codec == codecJPEGLossless)
 		if err != nil {
 			return nil, err
 		}

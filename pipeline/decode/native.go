@@ -93,11 +93,20 @@ func nativeSamples(val []byte, f pixelFormat) (sampleSource, error) {
 	return sampleSource{u16: out}, nil
 }
 
+func endsWithEOI(b []byte) bool {
+	n := len(b)
+	if n > 0 && b[n-1] == 0 {
+		n--
+	}
+	return n >= 2 && b[n-2] == 0xFF && b[n-1] == 0xD9
+}
+
 // frame0 returns the compressed bytes of the first frame of encapsulated
 // Pixel Data (PS3.5 §A.4): all fragments of a single-frame object; for a
 // multi-frame object the fragments before the second Basic Offset Table
-// entry, or the first fragment when there is one fragment per frame.
-func frame0(pd *element, frames int) ([]byte, error) {
+// entry, or the first fragment when there is one fragment per frame, or (for
+// JPEG) the fragments up to the first that ends with EOI.
+func frame0(pd *element, frames int, jpeg bool) ([]byte, error) {
 	if len(pd.frags) == 0 {
 		return nil, fmt.Errorf("%w: encapsulated Pixel Data without fragments", ErrMalformed)
 	}
@@ -121,6 +130,17 @@ func frame0(pd *element, frames int) ([]byte, error) {
 			frags = frags[:k]
 		case len(pd.frags) == frames:
 			frags = frags[:1]
+		case jpeg:
+			// The first frame ends with the fragment that ends with EOI
+			// (possibly followed by one padding byte).
+			k := 0
+			for k < len(frags) && !endsWithEOI(frags[k]) {
+				k++
+			}
+			if k == len(frags) {
+				return nil, fmt.Errorf("%w: no JPEG EOI in %d fragments", ErrMalformed, len(frags))
+			}
+			frags = frags[:k+1]
 		default:
 			return nil, fmt.Errorf("%w: %d frames in %d fragments without a Basic Offset Table", ErrUnsupported, frames, len(pd.frags))
 		}
