@@ -46,8 +46,41 @@ func (d *DB) MigrateUp(ctx context.Context) error {
 		if st.Version > st.Latest {
 			return fmt.Errorf("%w: database at version %d, binary knows up to %d", ErrSchemaNewer, st.Version, st.Latest)
 		}
+		if st.Dirty {
+			return fmt.Errorf("migrate up: %w", dirtyError(st.Version))
+		}
 		if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 			return fmt.Errorf("migrate up: %w", err)
+		}
+		return nil
+	})
+}
+
+// ErrDirty is wrapped when a migration failed half way before.
+var ErrDirty = errors.New("database schema is dirty")
+
+func dirtyError(v uint) error {
+	return fmt.Errorf("%w: migration %d failed half way; repair the schema by hand, then record the version "+
+		"that matches it with `cspine migrate --force VERSION`", ErrDirty, v)
+}
+
+// MigrateForce records version as applied and clean without running any
+// migration: the operator's step after repairing a dirty schema by hand.
+func (d *DB) MigrateForce(ctx context.Context, version uint) error {
+	return d.withMigrate(ctx, func(m *migrate.Migrate) error {
+		latest, err := LatestVersion(d.Dialect)
+		if err != nil {
+			return err
+		}
+		if version > latest {
+			return fmt.Errorf("force version %d: this cspine knows versions up to %d", version, latest)
+		}
+		v := int(version)
+		if version == 0 {
+			v = -1 // migrate's NilVersion: nothing applied
+		}
+		if err := m.Force(v); err != nil {
+			return fmt.Errorf("force version %d: %w", version, err)
 		}
 		return nil
 	})
@@ -63,7 +96,10 @@ func (d *DB) MigrateDown(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		if st.Version == 0 && !st.Dirty {
+		if st.Dirty {
+			return fmt.Errorf("migrate down: %w", dirtyError(st.Version))
+		}
+		if st.Version == 0 {
 			return fmt.Errorf("migrate down: no migration is applied")
 		}
 		if err := m.Steps(-n); err != nil && !errors.Is(err, migrate.ErrNoChange) {

@@ -130,6 +130,28 @@ func TestEachDownRestoresPreviousSchema(t *testing.T) {
 	})
 }
 
+func TestDirtySchemaAndForce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		require.NoError(t, db.Gorm.Exec(`UPDATE schema_migrations SET dirty = TRUE`).Error)
+		st, err := db.MigrationStatus(ctx)
+		require.NoError(t, err)
+		require.True(t, st.Dirty)
+		require.False(t, st.Current())
+		err = db.MigrateUp(ctx)
+		require.ErrorIs(t, err, store.ErrDirty)
+		require.ErrorContains(t, err, "cspine migrate --force")
+		require.ErrorIs(t, db.MigrateDown(ctx, 1), store.ErrDirty)
+		require.ErrorContains(t, db.MigrateForce(ctx, 99), "knows versions up to")
+		require.NoError(t, db.MigrateForce(ctx, 1))
+		st, err = db.MigrationStatus(ctx)
+		require.NoError(t, err)
+		require.True(t, st.Current())
+		require.NoError(t, db.MigrateUp(ctx))
+	})
+}
+
 func TestMigrateUpRefusesNewerSchema(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {

@@ -15,7 +15,7 @@ func init() {
 	register(command{
 		name:    "migrate",
 		summary: "apply (or revert) the database schema migrations",
-		usage: `Usage: cspine migrate [--config FILE] [--database DSN] [--status | --down N]
+		usage: `Usage: cspine migrate [--config FILE] [--database DSN] [--status | --down N | --force V]
 
 Applies every pending schema migration to the database (cspine serve also
 does this on start). The database is --database, else database.dsn of the
@@ -26,7 +26,9 @@ sqlite:<data_dir>/cspine.db.
        sqlite:PATH
 
   --status   print the schema version and exit
-  --down N   revert the last N migrations (destroys their data)`,
+  --down N   revert the last N migrations (destroys their data)
+  --force V  record version V as applied and clean, running nothing: after
+             a failed migration, once the schema was repaired by hand`,
 		run: runMigrate,
 	})
 }
@@ -37,14 +39,24 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dsn := fs.String("database", "", "database `DSN` (postgres://... or sqlite:PATH)")
 	status := fs.Bool("status", false, "print the schema version and exit")
 	down := fs.Int("down", 0, "revert the last `N` migrations")
+	force := fs.Int("force", -1, "record `version` as applied after a manual repair")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if *status && *down != 0 {
-		return fmt.Errorf("%w: --status and --down exclude each other", errUsage)
+	modes := 0
+	for _, set := range []bool{*status, *down != 0, *force >= 0} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return fmt.Errorf("%w: --status, --down and --force exclude each other", errUsage)
+	}
+	if *force < -1 {
+		return fmt.Errorf("%w: --force needs a version of 0 or more", errUsage)
 	}
 	if *down < 0 {
 		return fmt.Errorf("%w: --down needs a positive count", errUsage)
@@ -79,6 +91,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := db.MigrateDown(ctx, *down); err != nil {
 			return err
 		}
+	case *force >= 0:
+		if err := db.MigrateForce(ctx, uint(*force)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: schema version recorded as %d (clean)\n", where, *force)
+		return nil
 	default:
 		if err := db.MigrateUp(ctx); err != nil {
 			if errors.Is(err, store.ErrSchemaNewer) {

@@ -47,6 +47,13 @@ func TestMigrateCommand(t *testing.T) {
 			code, _, errOut = run("--down", "1")
 			require.Equal(t, 1, code)
 			require.Contains(t, errOut, "no migration is applied")
+
+			code, out, errOut = run("--force", "1")
+			require.Equal(t, 0, code, errOut)
+			require.Contains(t, out, "recorded as 1 (clean)")
+			code, out, _ = run("--status")
+			require.Equal(t, 0, code)
+			require.Contains(t, out, ": current")
 		})
 	}
 }
@@ -59,6 +66,8 @@ func TestMigrateCommandUsage(t *testing.T) {
 		want string
 	}{
 		{args: []string{"migrate", "--status", "--down", "1"}, code: 2, want: "exclude each other"},
+		{args: []string{"migrate", "--force", "1", "--down", "1"}, code: 2, want: "exclude each other"},
+		{args: []string{"migrate", "--force", "-3"}, code: 2, want: "0 or more"},
 		{args: []string{"migrate", "--down", "-1"}, code: 2, want: "positive"},
 		{args: []string{"migrate", "extra"}, code: 2, want: "unexpected arguments"},
 		{args: []string{"migrate", "--database", "mysql://x/y"}, code: 1, want: "mysql"},
