@@ -236,7 +236,11 @@ func (p *Pool) run(ctx, hardCtx context.Context) {
 		}
 		free := len(slots)
 		if free > 0 && ctx.Err() == nil {
-			jobs, err := p.client.Claim(ctx, p.cfg.ID, p.kinds, free, p.cfg.Lease)
+			// A claim is not cancelled half way: a claim committed whose rows
+			// never arrived would strand its jobs until their leases expire.
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			jobs, err := p.client.Claim(cctx, p.cfg.ID, p.kinds, free, p.cfg.Lease)
+			ccancel()
 			switch {
 			case err != nil && ctx.Err() == nil:
 				dbErr.fail("claim jobs", err)
