@@ -452,3 +452,51 @@ func TestRealWorldAgfaCR(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentDeterministic decodes the same objects from several
+// goroutines: every result, modality and display, is bit-identical.
+func TestConcurrentDeterministic(t *testing.T) {
+	t.Parallel()
+	const w, h = 61, 47
+	px := phantomPixels(h, w, 12, 33)
+	u := make([]uint16, len(px))
+	for i, v := range px {
+		u[i] = uint16(v)
+	}
+	objects := [][]byte{
+		encode(t, explicitLE, imageSpec{rows: h, cols: w, bitsAlloc: 16, bitsStore: 12, photometric: "MONOCHROME1", pixels: u16(px...),
+			extra: []el{{tag: tagWindowCenter, vr: "DS", val: text("2000")}, {tag: tagWindowWidth, vr: "DS", val: text("3000")},
+				{tag: tagVOILUTFunction, vr: "CS", val: text("SIGMOID")}}}.elems()),
+		encode(t, encoding{explicit: true, meta: true, ts: "1.2.840.10008.1.2.4.70"},
+			imageSpec{rows: h, cols: w, bitsAlloc: 16, bitsStore: 12, frags: [][]byte{{}, even(encodeLosslessJPEG(u, w, h, 12, 1, 0, 2))}}.elems()),
+		encode(t, encoding{explicit: true, meta: true, ts: "1.2.840.10008.1.2.4.50"},
+			imageSpec{rows: h, cols: w, bitsAlloc: 8, frags: [][]byte{{}, even(encodeBaselineJPEG(w, h, []dctTestComponent{{1, 1}}, 3, 5))}}.elems()),
+	}
+	for i, b := range objects {
+		first := mustDecode(t, b)
+		want := first.Display()
+		results := make(chan []float32, 8)
+		for range 8 {
+			go func() {
+				im, err := Decode(b)
+				if err != nil {
+					results <- nil
+					return
+				}
+				results <- append(im.Modality, im.Display()...)
+			}()
+		}
+		for range 8 {
+			got := <-results
+			if got == nil {
+				t.Fatalf("object %d: decode failed", i)
+			}
+			ref := append(append([]float32(nil), first.Modality...), want...)
+			for k := range ref {
+				if math.Float32bits(got[k]) != math.Float32bits(ref[k]) {
+					t.Fatalf("object %d value %d: %v vs %v", i, k, got[k], ref[k])
+				}
+			}
+		}
+	}
+}
