@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,6 +165,18 @@ func TestAllProblemsReportedTogether(t *testing.T) {
 	require.ErrorAs(t, err, &ve)
 	require.Len(t, ve.Problems, 3)
 	require.Equal(t, "dicom.ae_title", ve.Problems[0].Field) // sorted by key
+}
+
+func TestHelpers(t *testing.T) {
+	t.Parallel()
+	c := config.Default()
+	require.Equal(t, slog.LevelInfo, c.SlogLevel())
+	c.Log.Level = "debug"
+	require.Equal(t, slog.LevelDebug, c.SlogLevel())
+	require.Equal(t, 10*time.Second, c.Jobs.Backoff(1))
+	require.Equal(t, 40*time.Second, c.Jobs.Backoff(3))
+	require.Equal(t, time.Hour, c.Jobs.Backoff(50))
+	require.Equal(t, "sqlite:cspine-data/cspine.db", c.RedactedDSN())
 }
 
 func TestMissingFile(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -248,4 +249,28 @@ func (c *Config) DestinationsFor(callingAE string) []Destination {
 		}
 	}
 	return out
+}
+
+// SlogLevel is Log.Level as a slog.Level.
+func (c *Config) SlogLevel() slog.Level {
+	switch c.Log.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Backoff is the configured retry delay of attempt n (1-based) without
+// jitter: BackoffBase·2^(n−1), capped at BackoffMax.
+func (j Jobs) Backoff(n int) time.Duration {
+	d := j.BackoffBase
+	for i := 1; i < n && d < j.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, j.BackoffMax)
 }

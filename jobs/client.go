@@ -114,17 +114,17 @@ func DecodeArgs[T any](j *models.Job) (T, error) {
 // first failure).
 type Backoff func(attempt int) time.Duration
 
-// ExponentialBackoff returns base·2^(attempt−1), capped at max, with up to
-// ±jitter (a fraction, 0..1) of random spread so that failed jobs do not
-// retry in lockstep.
-func ExponentialBackoff(base, max time.Duration, jitter float64) Backoff {
+// ExponentialBackoff returns base·2^(attempt−1), capped at maxDelay, with
+// up to ±jitter (a fraction, 0..1) of random spread so that failed jobs do
+// not retry in lockstep.
+func ExponentialBackoff(base, maxDelay time.Duration, jitter float64) Backoff {
 	return func(attempt int) time.Duration {
 		if attempt < 1 {
 			attempt = 1
 		}
 		d := float64(base) * math.Pow(2, float64(attempt-1))
-		if d > float64(max) || math.IsInf(d, 0) {
-			d = float64(max)
+		if d > float64(maxDelay) || math.IsInf(d, 0) {
+			d = float64(maxDelay)
 		}
 		if jitter > 0 {
 			d += d * jitter * (2*rand.Float64() - 1)
