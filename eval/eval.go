@@ -154,10 +154,10 @@ type Group struct {
 	Measured int // measurable images the pipeline measured
 	Rejected int // measurable images the pipeline rejected
 	Params   []ParamStats
-	// Landmark error over every landmark of every measured image; in mm
-	// when the truth has a pixel spacing (LandmarkUnit says which).
+	// Landmark error in mm over every landmark of every measured image
+	// whose truth has a pixel spacing; LandmarkNoSpacing counts the others.
 	LandmarkMean, LandmarkP95 float64
-	LandmarkUnit              string
+	LandmarkNoSpacing         int
 	Flagged                   int // measured images flagged for review
 	LargeErrors               int // measured images with an angle off by more than LargeErrorDeg
 	LargeCaught               int // of those, flagged
@@ -299,10 +299,10 @@ func summarizeGroup(grade string, samples []Sample, largeDeg float64) Group {
 				truth[j] = append(truth[j], b)
 			}
 		}
-		e, unit := landmarkErrors(&s.Result, &s.Truth)
-		lmErr = append(lmErr, e...)
-		if g.LandmarkUnit == "" || unit == "px" {
-			g.LandmarkUnit = unit
+		if e, unit := landmarkErrors(&s.Result, &s.Truth); unit == "mm" {
+			lmErr = append(lmErr, e...)
+		} else {
+			g.LandmarkNoSpacing++
 		}
 	}
 	for j, p := range Params {

@@ -62,8 +62,8 @@ func TestSummarize(t *testing.T) {
 	if c2 := all.Params[1]; c2.MAE != 0 || !math.IsNaN(c2.ICC) {
 		t.Errorf("C2 slope stats (constant, exact): %+v", c2)
 	}
-	if math.Abs(all.LandmarkMean-1) > 1e-12 || all.LandmarkUnit != "mm" {
-		t.Errorf("landmark mean %v %s, want 1 mm", all.LandmarkMean, all.LandmarkUnit)
+	if math.Abs(all.LandmarkMean-1) > 1e-12 || all.LandmarkNoSpacing != 0 {
+		t.Errorf("landmark mean %v (%d without spacing), want 1 mm", all.LandmarkMean, all.LandmarkNoSpacing)
 	}
 	none, complete := rep.Groups[0], rep.Groups[2]
 	if none.Measured != 2 || complete.Measured != 2 || complete.LargeErrors != 2 || rep.Groups[1].Rejected != 1 {
@@ -71,6 +71,13 @@ func TestSummarize(t *testing.T) {
 	}
 	if math.Abs(none.Params[0].MAE-1.5) > 1e-12 {
 		t.Errorf("none Cobb MAE %v", none.Params[0].MAE)
+	}
+
+	// A truth without pixel spacing is left out of the mm landmark error.
+	noSp := sample("none", 10, 0, false, 100, 0)
+	noSp.Truth.PixelSpacingMM = nil
+	if g := Summarize("d", "hierarchical", append([]Sample{noSp}, samples[:2]...), 5).Groups[3]; g.LandmarkNoSpacing != 1 || math.Abs(g.LandmarkMean-0.5) > 1e-12 {
+		t.Errorf("no-spacing truth: %+v", g)
 	}
 
 	var buf bytes.Buffer

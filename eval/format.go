@@ -81,8 +81,12 @@ func WriteMarkdown(w io.Writer, reps ...Report) error {
 			if len(reps) > 1 {
 				prefix = short(r.Mode) + ": "
 			}
-			fmt.Fprintf(&b, "- %slandmark error mean %s %s, 95th percentile %s %s; flagged for review %s; large errors %d, caught by the flag %s; rejected %d\n",
-				prefix, f2(g.LandmarkMean), g.LandmarkUnit, f2(g.LandmarkP95), g.LandmarkUnit, pct(g.Flagged, g.Measured),
+			noSp := ""
+			if g.LandmarkNoSpacing > 0 {
+				noSp = fmt.Sprintf(" (%d images without pixel spacing not included)", g.LandmarkNoSpacing)
+			}
+			fmt.Fprintf(&b, "- %slandmark error mean %s mm, 95th percentile %s mm%s; flagged for review %s; large errors %d, caught by the flag %s; rejected %d\n",
+				prefix, f2(g.LandmarkMean), f2(g.LandmarkP95), noSp, pct(g.Flagged, g.Measured),
 				g.LargeErrors, pct(g.LargeCaught, g.LargeErrors), g.Rejected)
 		}
 		b.WriteString("\n")
