@@ -77,7 +77,7 @@ type receiver struct {
 	count func() int
 }
 
-func startCSPINE(b *testing.B, out string) receiver {
+func startCSPINE(b testing.TB, out string) receiver {
 	spool, err := services.NewSpoolStore(out)
 	if err != nil {
 		b.Fatal(err)
@@ -85,7 +85,7 @@ func startCSPINE(b *testing.B, out string) receiver {
 	return startNode(b, out, spool)
 }
 
-func startNode(b *testing.B, out string, h services.StoreHandler) receiver {
+func startNode(b testing.TB, out string, h services.StoreHandler) receiver {
 	n, err := dicomnode.New(dicomnode.Config{AETitles: []string{"CSPINE"},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, h)
 	if err != nil {
@@ -112,7 +112,7 @@ func (c ceilingStore) HandleStore(ctx context.Context, req *services.StoreReques
 	return dimse.StatusSuccess, nil
 }
 
-func startCeiling(b *testing.B, out string) receiver {
+func startCeiling(b testing.TB, out string) receiver {
 	spool, err := services.NewSpoolStore(out)
 	if err != nil {
 		b.Fatal(err)
@@ -120,7 +120,7 @@ func startCeiling(b *testing.B, out string) receiver {
 	return startNode(b, out, ceilingStore{spool})
 }
 
-func startStorescp(b *testing.B, out string) receiver {
+func startStorescp(b testing.TB, out string) receiver {
 	p := dicomnodetest.StartServer(b, "storescp", "-aet", "CSPINE", "-od", out, "PORT")
 	return receiver{port: p.Port, dir: out, count: func() int { return countFiles(out) }}
 }
@@ -150,7 +150,7 @@ func clean(b *testing.B, dir string) {
 func BenchmarkIngest(b *testing.B) {
 	type recv struct {
 		name  string
-		start func(*testing.B, string) receiver
+		start func(testing.TB, string) receiver
 	}
 	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"nofsync", startCeiling}}
 	for _, w := range workloads {

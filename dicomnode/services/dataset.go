@@ -44,7 +44,7 @@ func DecodeDataSet(b []byte, ts string) (ds *dicom.Dataset, err error) {
 			ds, err = nil, fmt.Errorf("decode data set: panic in parser: %v", r)
 		}
 	}()
-	p, err := newRawParser(b)
+	p, err := newRawParser(b, ts)
 	if err != nil {
 		return nil, fmt.Errorf("decode data set: %w", err)
 	}
@@ -76,7 +76,7 @@ func headerIDs(prefix []byte, truncated bool, ts string) (class, instance string
 			err = fmt.Errorf("panic in parser: %v", r)
 		}
 	}()
-	p, err := newRawParser(prefix, dicom.SkipPixelData())
+	p, err := newRawParser(prefix, ts, dicom.SkipPixelData())
 	if err != nil {
 		return "", "", false, err
 	}
@@ -114,20 +114,15 @@ func firstString(e *dicom.Element) string {
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-// newRawParser returns a parser for a data set without file meta; the
-// caller sets the transfer syntax. NewParser, told to skip the meta,
-// still tries to guess a transfer syntax from the first 100 bytes and fails
-// on shorter input; the guess is irrelevant since we set it, so the input is
-// padded for the peek (the parser is limited to len(b) bytes) and a failed
-// guess is ignored.
-func newRawParser(b []byte, opts ...dicom.ParseOption) (*dicom.Parser, error) {
-	padded := make([]byte, len(b), len(b)+128)
-	copy(padded, b)
-	padded = append(padded, make([]byte, 128)...)
-	opts = append(opts, dicom.SkipMetadataReadOnNewParserInit(), dicom.AllowUnknownSpecificCharacterSet())
-	p, err := dicom.NewParser(bytes.NewReader(padded), int64(len(b)), nil, opts...)
-	if p == nil {
-		return nil, err
-	}
-	return p, nil
+// newRawParser returns a parser for a data set without file meta, encoded
+// in transfer syntax ts. NewParser can only be told the transfer syntax
+// through a File Meta Information group (without one it guesses, trying
+// each syntax on the first 100 bytes, which can allocate whatever length a
+// wrong guess decodes), so a minimal group is put in front of b.
+func newRawParser(b []byte, ts string, opts ...dicom.ParseOption) (*dicom.Parser, error) {
+	meta := EncodeFileMeta(FileMeta{MediaStorageSOPClassUID: "1.2", MediaStorageSOPInstanceUID: "1.2",
+		TransferSyntaxUID: ts, ImplementationClassUID: "1.2"})
+	in := io.MultiReader(bytes.NewReader(meta), bytes.NewReader(b))
+	opts = append(opts, dicom.AllowUnknownSpecificCharacterSet())
+	return dicom.NewParser(in, int64(len(meta)+len(b)), nil, opts...)
 }
