@@ -194,6 +194,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 		delay = 0
 		n.mu.Lock()
 		over := len(n.conns) >= n.cfg.MaxAssociations
+		if len(n.conns) >= 2*n.cfg.MaxAssociations {
+			// A flood: do not even spend a goroutine on a rejection.
+			n.mu.Unlock()
+			conn.Close()
+			continue
+		}
 		n.conns[conn] = struct{}{}
 		n.wg.Add(1)
 		n.mu.Unlock()

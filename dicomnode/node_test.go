@@ -273,6 +273,27 @@ func writeStorescuConfig(t *testing.T, path, sopClass string, tss ...string) {
 	}
 }
 
+// TestAcceptAllStorage: with AcceptAllStorage an MR instance (not
+// analysed) is accepted and kept; without it the context is refused.
+func TestAcceptAllStorage(t *testing.T) {
+	t.Parallel()
+	const mr = "1.2.840.10008.5.1.4.1.1.4"
+	f := filepath.Join(t.TempDir(), "mr.dcm")
+	if err := dicomnodetest.WriteImage(f, dicomnodetest.Image{SOPClassUID: mr, SOPInstanceUID: uidRoot + ".15.3.1",
+		StudyInstanceUID: uidRoot + ".15.1", SeriesInstanceUID: uidRoot + ".15.2"}); err != nil {
+		t.Fatal(err)
+	}
+	strict := setup(t, nil)
+	if out, err := dicomnodetest.Run(t, true, "storescu", "-aec", "CSPINE", "127.0.0.1", strconv.Itoa(strict.port), f); err == nil {
+		t.Fatalf("MR accepted by default:\n%s", out)
+	}
+	all := setup(t, func(c *dicomnode.Config) { c.AcceptAllStorage = true })
+	dicomnodetest.Run(t, false, "storescu", "-aec", "CSPINE", "127.0.0.1", strconv.Itoa(all.port), f)
+	if got := all.spooled(t); len(got) != 1 || got[0] != uidRoot+".15.3.1.dcm" {
+		t.Fatalf("kept %v", got)
+	}
+}
+
 func TestStorescuParallelAssociations(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
