@@ -377,6 +377,11 @@ func TestReviewReportTransfer(t *testing.T) {
 		require.Equal(t, 12.3, *machine.C2C7CobbDeg, "machine result unchanged")
 		// After a decision a new task may be opened.
 		require.NoError(t, b.s.ReviewTaskInsert(b.ctx, &models.ReviewTask{AnalysisID: a.ID}))
+		latestTask, err := b.s.ReviewTaskGetLatestByAnalysis(b.ctx, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.ReviewPending, latestTask.State, "the reopened task is the newest")
+		_, err = b.s.ReviewTaskGetLatestByAnalysis(b.ctx, 987654)
+		require.ErrorIs(t, err, models.ErrNotFound)
 		pending, err := b.s.ReviewTaskList(b.ctx, models.ReviewTaskListParams{})
 		require.NoError(t, err)
 		require.Len(t, pending, 2)
@@ -534,6 +539,9 @@ func TestRemainingMethods(t *testing.T) {
 		se, err := b.s.SeriesGetByUID(b.ctx, "8.1.1")
 		require.NoError(t, err)
 		require.Equal(t, st1.ID, se.StudyID)
+		seByID, err := b.s.SeriesGetByID(b.ctx, se.ID)
+		require.NoError(t, err)
+		require.Equal(t, "8.1.1", seByID.SeriesInstanceUID)
 		_, err = b.s.SeriesGetByUID(b.ctx, "nope")
 		require.ErrorIs(t, err, models.ErrNotFound)
 

@@ -127,6 +127,18 @@ func (s *Store) ReviewTaskGetPendingByAnalysis(ctx context.Context, analysisID i
 	return &t, nil
 }
 
+// ReviewTaskGetLatestByAnalysis returns an analysis's newest review task
+// (any state) with its human landmarks.
+func (s *Store) ReviewTaskGetLatestByAnalysis(ctx context.Context, analysisID int64) (*ReviewTask, error) {
+	var t ReviewTask
+	err := s.q(ctx).Preload("Landmarks").Where("analysis_id = ?", analysisID).Order("id DESC").Take(&t).Error
+	if err != nil {
+		return nil, wrap("get latest review task", err)
+	}
+	sortReviewLandmarks(t.Landmarks)
+	return &t, nil
+}
+
 // ReviewTaskDecideParams close a pending task.
 type ReviewTaskDecideParams struct {
 	ID int64

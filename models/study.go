@@ -135,6 +135,13 @@ func (s *Store) SeriesGetByUID(ctx context.Context, uid string) (*Series, error)
 	return &se, wrap("get series by uid", err)
 }
 
+// SeriesGetByID returns a series by row id.
+func (s *Store) SeriesGetByID(ctx context.Context, id int64) (*Series, error) {
+	var se Series
+	err := s.q(ctx).Take(&se, id).Error
+	return &se, wrap("get series", err)
+}
+
 // insertIgnore inserts row unless its unique key exists (both dialects
 // support ON CONFLICT DO NOTHING), then loads the stored row by where.
 func insertIgnore(db *gorm.DB, row any, conflictCol string, where string, arg any) error {
