@@ -37,8 +37,9 @@ const (
 
 	// maxDepth bounds sequence nesting so hostile input cannot exhaust the stack.
 	maxDepth = 16
-	// maxInflated bounds the inflated size of a deflated data set.
-	maxInflated = 1 << 30
+	// maxInflated bounds the inflated size of a deflated data set (the largest
+	// image, MaxPixels × 3 samples × 2 bytes, is 384 MiB).
+	maxInflated = 512 << 20
 )
 
 // element is one parsed data element. Values are sub-slices of the input.
