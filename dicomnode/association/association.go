@@ -383,16 +383,19 @@ func (a *Association) readPData() error {
 		return ErrClosed
 	}
 	idle, stopping := a.idle, a.stopping
+	if !(idle && stopping) {
+		// Set under mu so that a concurrent Interrupt's deadline is not overwritten.
+		d := a.readTimeout
+		if idle {
+			d = a.to.Idle
+		}
+		a.conn.SetReadDeadline(time.Now().Add(d))
+	}
 	a.mu.Unlock()
 	if idle && stopping {
 		a.abort(pdu.AbortSourceServiceUser, 0)
 		return ErrShutdown
 	}
-	d := a.readTimeout
-	if idle {
-		d = a.to.Idle
-	}
-	a.conn.SetReadDeadline(time.Now().Add(d))
 	t, n, err := pdu.ReadHeader(a.br)
 	if err == nil && t == pdu.TypePDataTF {
 		limit := a.ourMax
