@@ -510,21 +510,28 @@ func decodeLosslessRow(br *bitReader, h *huffTable, row, prev []uint16, first bo
 		h.buildDiffs()
 	}
 	diffs := h.diffs
+	// The bit buffer lives in locals in this loop (written back around the
+	// calls that use the reader), so the compiler can keep it in registers.
+	acc, n := br.acc, br.n
 	for x := range row {
-		if br.n < 32 {
+		if n < 32 {
+			br.acc, br.n = acc, n
 			br.fill()
+			acc, n = br.acc, br.n
 		}
 		// After fill at least 57 bits are buffered: enough for a 16-bit code
 		// and 15 extra bits, so no second fill is needed for this sample.
 		var d int
-		if e := diffs[(br.acc>>(br.n-diffBits))&(1<<diffBits-1)]; e != 0 {
-			br.n -= uint(e & 0xFF)
+		if e := diffs[(acc>>(n-diffBits))&(1<<diffBits-1)]; e != 0 {
+			n -= uint(e & 0xFF)
 			d = int(e >> 8)
 		} else {
+			br.acc, br.n = acc, n
 			s, err := br.symbol(h)
 			if err != nil {
 				return err
 			}
+			acc, n = br.acc, br.n
 			switch {
 			case s == 0:
 			case s == 16:
@@ -532,8 +539,8 @@ func decodeLosslessRow(br *bitReader, h *huffTable, row, prev []uint16, first bo
 			case s > 16:
 				return fmt.Errorf("%w: JPEG lossless difference category %d", ErrMalformed, s)
 			default:
-				v := int((br.acc >> (br.n - uint(s))) & (1<<uint(s) - 1))
-				br.n -= uint(s)
+				v := int((acc >> (n - uint(s))) & (1<<uint(s) - 1))
+				n -= uint(s)
 				if v < 1<<(s-1) {
 					v -= 1<<s - 1
 				}
@@ -569,6 +576,7 @@ func decodeLosslessRow(br *bitReader, h *huffTable, row, prev []uint16, first bo
 		}
 		row[x] = uint16(pred + d)
 	}
+	br.acc, br.n = acc, n
 	return nil
 }
 
