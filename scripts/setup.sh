@@ -14,6 +14,7 @@ APT_PACKAGES=(
   python3-torch python3-onnx                 # the training recipe (training/)
   imagemagick fonts-dejavu-core
   chromium chromium-driver                   # browser tests of the review UI
+  gcc libc6-dev                              # dicomnode tests: LD_PRELOAD loopback shim for storescp/dcmqrscp/Orthanc
   # npm comes with the machine's Node.js (installing Debian's npm conflicts with it)
 )
 
