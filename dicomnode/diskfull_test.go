@@ -29,7 +29,8 @@ func TestDiskFull(t *testing.T) {
 		cmd.Env = append(os.Environ(), "CSPINE_DISKFULL_CHILD=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
+			t.Fatalf("TestDiskFull re-runs itself under `unshare -rm` (user and mount namespaces) to mount a small tmpfs; "+
+				"the machine must allow that: %v\n%s", err, out)
 		}
 		if !bytes.Contains(out, []byte("--- PASS: TestDiskFull")) {
 			t.Fatalf("child did not pass:\n%s", out)
