@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,18 +33,24 @@ type workload struct {
 	name       string
 	n          int
 	rows, cols int
+	// assocs is the number of storescu processes sending the files in
+	// parallel, one association each.
+	assocs int
 }
 
 var workloads = []workload{
-	{"small", 500, 256, 256},  // 128 KiB of pixels each
-	{"large", 50, 2560, 2048}, // 10 MiB of pixels each (2560×2048×16 bit)
+	{"small", 500, 256, 256, 1},  // 128 KiB of pixels each
+	{"large", 50, 2560, 2048, 1}, // 10 MiB of pixels each (2560×2048×16 bit)
+	// Not in the protocol: the small set over 4 parallel associations,
+	// as PACS routing often sends; concurrent fsyncs share journal commits.
+	{"small-4assoc", 500, 256, 256, 4},
 }
 
 // dataset returns the files of w, generated once into a cache directory
 // (deterministic content, so a cached copy is as good as a new one).
 func dataset(b *testing.B, w workload) ([]string, int64) {
 	b.Helper()
-	dir := filepath.Join(os.TempDir(), "cspine-bench-data", fmt.Sprintf("%s-%d-%dx%d", w.name, w.n, w.rows, w.cols))
+	dir := filepath.Join(os.TempDir(), "cspine-bench-data", fmt.Sprintf("%d-%dx%d", w.n, w.rows, w.cols))
 	stamp := filepath.Join(dir, "complete")
 	if _, err := os.Stat(stamp); err != nil {
 		os.RemoveAll(dir)
@@ -171,9 +178,8 @@ func BenchmarkIngest(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				for k := range recvs {
 					j := (i + k) % len(recvs)
-					args := append([]string{"-aec", "CSPINE", "127.0.0.1", strconv.Itoa(rs[j].port)}, files...)
 					start := time.Now()
-					dicomnodetest.Run(b, false, "storescu", args...)
+					sendParallel(b, rs[j].port, files, w.assocs)
 					spent[j] += time.Since(start)
 					b.StopTimer()
 					if got := rs[j].count(); got != len(files) {
@@ -190,5 +196,31 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(rate(0)/rate(1), "ratio")
 			b.ReportMetric(rate(2)/rate(1), "ratio_nofsync")
 		})
+	}
+}
+
+// sendParallel runs storescu over assocs associations in parallel, each
+// sending its share of files.
+func sendParallel(b *testing.B, port int, files []string, assocs int) {
+	var wg sync.WaitGroup
+	errs := make(chan error, assocs)
+	for k := 0; k < assocs; k++ {
+		var part []string
+		for i := k; i < len(files); i += assocs {
+			part = append(part, files[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := append([]string{"-aec", "CSPINE", "127.0.0.1", strconv.Itoa(port)}, part...)
+			if out, err := dicomnodetest.Run(b, true, "storescu", args...); err != nil {
+				errs <- fmt.Errorf("storescu: %v\n%s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
 	}
 }
