@@ -384,7 +384,7 @@ type amendment struct {
 
 func (a *amendment) removeFiles(dataDir string) {
 	for _, p := range []string{a.srPath, a.scPath} {
-		_ = os.Remove(filepath.Join(dataDir, p))
+		_ = os.Remove(filepath.Join(dataDir, filepath.FromSlash(p)))
 	}
 }
 
@@ -492,12 +492,14 @@ func (s *server) buildAmendment(cd *caseData, human []result.TruthLandmark, meas
 	if err := os.MkdirAll(filepath.Join(s.deps.DataDir, dir), 0o750); err != nil {
 		return nil, fmt.Errorf("report directory: %w", err)
 	}
-	out.srPath = filepath.Join(dir, fmt.Sprintf("r%d.sr.dcm", rev))
-	out.scPath = filepath.Join(dir, fmt.Sprintf("r%d.sc.dcm", rev))
-	if err := dicomio.WriteFile(filepath.Join(s.deps.DataDir, out.srPath), srDS); err != nil {
+	// Stored with forward slashes, relative to the data directory (as the
+	// send worker reads them).
+	out.srPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d.sr.dcm", rev)))
+	out.scPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d.sc.dcm", rev)))
+	if err := dicomio.WriteFile(filepath.Join(s.deps.DataDir, filepath.FromSlash(out.srPath)), srDS); err != nil {
 		return nil, fmt.Errorf("write amended SR: %w", err)
 	}
-	if err := dicomio.WriteFile(filepath.Join(s.deps.DataDir, out.scPath), scDS); err != nil {
+	if err := dicomio.WriteFile(filepath.Join(s.deps.DataDir, filepath.FromSlash(out.scPath)), scDS); err != nil {
 		out.removeFiles(s.deps.DataDir)
 		return nil, fmt.Errorf("write amended overlay: %w", err)
 	}

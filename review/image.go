@@ -104,7 +104,7 @@ func (s *server) sourcePath(in *models.Instance) (string, error) {
 	if filepath.IsAbs(in.SpoolPath) {
 		return in.SpoolPath, nil
 	}
-	return filepath.Join(s.deps.DataDir, in.SpoolPath), nil
+	return filepath.Join(s.deps.DataDir, filepath.FromSlash(in.SpoolPath)), nil
 }
 
 func (s *server) loadImage(in *models.Instance) (*cachedImage, error) {
