@@ -1,15 +1,3 @@
-// Package association implements association control (PS3.8 §7.1, the ACSE
-// part of the upper layer): negotiation of presentation contexts and user
-// information as pure functions, the acceptance policy of an AE, and an
-// Association type that owns the transport connection, reads PDUs with the
-// ARTIM and idle timers of PS3.8 §9.1.5, and handles release and abort in
-// both directions.
-//
-// The PS3.8 state machine (Sta1..Sta13) is not a table here: each side's
-// state lives in the control flow of Accept, Request, NextPDV, Release and
-// Abort, one goroutine per connection, and every event that the table maps
-// to AA-1..AA-8 (unexpected or unrecognized PDU, invalid length, timer
-// expiry) ends in A-ABORT and closing the transport.
 package association
 
 import (
