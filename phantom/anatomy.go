@@ -308,6 +308,29 @@ func postTissue(s *sampler, depth float64) tissue {
 }
 
 func (an *anatomy) addBones(s *sampler, g float64, height [nLv]float64) {
+	// Slight axial rotation of the patient: the two halves of each body no
+	// longer superimpose and endplates show double contours (common on real
+	// films). The truth corners stay at the mid-line between the contours,
+	// where readers place them.
+	var split vec
+	if s.chance(0.3) {
+		split = plateDir(an.v[5].infSlope).mul(s.uniform(0.5, 2.2) / 2).add(vec{0, s.normal(0, 0.4)})
+	}
+	addBody := func(poly []vec, t tissue) {
+		if split == (vec{}) {
+			an.shapes = append(an.shapes, shape{poly: poly, t: t, fine: true})
+			return
+		}
+		t.depth /= 2
+		t.cortex *= 0.6
+		for _, sg := range []float64{-1, 1} {
+			q := make([]vec, len(poly))
+			for i, p := range poly {
+				q[i] = p.add(split.mul(sg))
+			}
+			an.shapes = append(an.shapes, shape{poly: q, t: t, fine: true})
+		}
+	}
 	// C2 body: inferior endplate, anterior wall with a small inferior lip,
 	// posterior wall, top narrowing into the dens base.
 	v2 := an.v[lvC2]
@@ -329,7 +352,7 @@ func (an *anatomy) addBones(s *sampler, g float64, height [nLv]float64) {
 	_, an.c2Cent = polyCentroid(c2)
 	an.v[lvC2].centroid = an.c2Cent
 	latBody := s.uniform(17, 24) * g
-	an.shapes = append(an.shapes, shape{poly: c2, t: bodyTissue(s, latBody+2), fine: true})
+	addBody(c2, bodyTissue(s, latBody+2))
 	// Dens: a rounded peg above the body, tilted slightly back.
 	densBase := supPost2.add(supAnt2).mul(0.5)
 	densUp := up.rot(deg2rad(s.normal(-8, 5)))
@@ -352,7 +375,7 @@ func (an *anatomy) addBones(s *sampler, g float64, height [nLv]float64) {
 		poly := quadOutline(s, v.supPost, v.supAnt, v.infAnt, v.infPost)
 		_, an.v[n].centroid = polyCentroid(poly)
 		lat := latBody * (1 + 0.05*float64(n-3))
-		an.shapes = append(an.shapes, shape{poly: poly, t: bodyTissue(s, lat), fine: true})
+		addBody(poly, bodyTissue(s, lat))
 	}
 
 	// Posterior elements: pedicle, articular pillar, lamina and spinous
