@@ -292,7 +292,9 @@ func TestRawSocket(t *testing.T) {
 		}},
 		{"silent after association (idle timeout)", func(t *testing.T, r *raw) {
 			r.associate(nil)
-			r.expectClosed(3 * time.Second)
+			if ab := r.expectClosed(3 * time.Second); ab == nil || ab.Source != pdu.AbortSourceServiceProvider {
+				t.Fatalf("abort %+v", ab)
+			}
 		}},
 		{"abort in the middle of a data set", func(t *testing.T, r *raw) {
 			r.associate(nil)

@@ -437,6 +437,11 @@ func (a *Association) readPData() error {
 			a.abort(pdu.AbortSourceServiceUser, 0)
 			return ErrShutdown
 		}
+		if errors.As(err, &ne) && ne.Timeout() {
+			// Idle or read timer expired: tell the peer before closing.
+			a.abort(pdu.AbortSourceServiceProvider, pdu.AbortReasonNotSpecified)
+			return fmt.Errorf("read PDU header: %w", err)
+		}
 		return a.transportError(fmt.Errorf("read PDU header: %w", err))
 	}
 	if n > maxControlPDU {
