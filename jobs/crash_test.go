@@ -78,7 +78,9 @@ func TestSIGKILLedWorker(t *testing.T) {
 					ran <- j.Attempt
 					return nil
 				})},
-				PollInterval: 20 * time.Millisecond, Lease: 500 * time.Millisecond, RescueInterval: 50 * time.Millisecond,
+				// Its own lease is long, so that a slow machine cannot make
+				// it lose the job it re-runs (the killed node's was 500ms).
+				PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second, RescueInterval: 50 * time.Millisecond,
 				Logger: quietLogger,
 			})
 			require.NoError(t, err)

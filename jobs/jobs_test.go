@@ -467,7 +467,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 					return nil
 				}),
 			},
-			PollInterval: 20 * time.Millisecond, Lease: 300 * time.Millisecond, RescueInterval: 50 * time.Millisecond,
+			PollInterval: 20 * time.Millisecond, Lease: 5 * time.Second, RescueInterval: 50 * time.Millisecond,
 			Logger: quietLogger, Client: jobs.ClientConfig{Backoff: jobs.ExponentialBackoff(10*time.Millisecond, time.Second, 0)},
 		})
 		require.NoError(t, err)
