@@ -118,3 +118,32 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Fatal("store on an aborted association succeeded")
 	}
 }
+
+// TestClientContextCancel: cancelling the context of an SCU operation
+// aborts the association and returns promptly.
+func TestClientContextCancel(t *testing.T) {
+	t.Parallel()
+	files, _ := dicomnodetest.WriteSeries(t.TempDir(), uidRoot+".62", 1, 16, 16)
+	n, addr, entered, release, _ := slowNode(t)
+	defer func() {
+		close(release)
+		n.Shutdown(context.Background())
+	}()
+	c := dialStore(t, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.StoreFile(ctx, files[0])
+		errc <- err
+	}()
+	<-entered
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("StoreFile did not return after cancel")
+	}
+}
