@@ -337,6 +337,11 @@ func decodeJPEGLossless(data []byte, f pixelFormat) (sampleSource, error) {
 			for i := 0; i < sof.components; i++ {
 				c := seg[6+3*i:]
 				comps = append(comps, &llComponent{id: c[0], h: int(c[1] >> 4), v: int(c[1] & 15), plane: planeBuf[i*n : (i+1)*n]})
+				// Every plane is decoded at full size: subsampled
+				// components of a colour frame are not supported.
+				if sof.components > 1 && (comps[i].h != comps[0].h || comps[i].v != comps[0].v) {
+					return sampleSource{}, fmt.Errorf("%w: JPEG lossless components with different sampling factors", ErrUnsupported)
+				}
 			}
 		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
 			return sampleSource{}, fmt.Errorf("%w: JPEG SOF%d in a lossless stream", ErrMalformed, m-0xC0)
@@ -458,7 +463,7 @@ func decodeLosslessScan(data []byte, sc []*llComponent, hts []*huffTable, width,
 			}
 			nextRST = 0xD0 + (nextRST-0xD0+1)%8
 		}
-		if len(sc) == 1 {
+		if len(sc) == 1 { // the common case, with its own loop
 			c := sc[0]
 			row := c.plane[y*width : (y+1)*width]
 			var prev []uint16
@@ -468,8 +473,7 @@ func decodeLosslessScan(data []byte, sc []*llComponent, hts []*huffTable, width,
 			if err := decodeLosslessRow(br, hts[0], row, prev, first, sel, initial); err != nil {
 				return 0, err
 			}
-		}
-		if len(sc) > 1 {
+		} else {
 			for x := 0; x < width; x++ {
 				for ci, c := range sc {
 					row := c.plane[y*width : (y+1)*width]
