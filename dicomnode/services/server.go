@@ -187,7 +187,7 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 	if _, err := bw.Write(meta); err != nil {
 		sink.werr = err
 	}
-	if _, err := io.Copy(sink, m.Data); err != nil && !errors.Is(err, errSinkFull) {
+	if _, err := io.Copy(sink, m.Data); err != nil {
 		// The data set did not arrive: the association is broken.
 		return storeOutcome{}, fmt.Errorf("receive C-STORE data set: %w", err)
 	}
@@ -248,8 +248,6 @@ func (s *Server) callHandler(ctx context.Context, req *StoreRequest) (st dimse.S
 	}()
 	return s.Store.HandleStore(ctx, req)
 }
-
-var errSinkFull = errors.New("object size limit reached")
 
 // writerPool recycles the spool file write buffers.
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
