@@ -340,11 +340,10 @@ func parseObject(b []byte) (*parsed, error) {
 	switch {
 	case len(b) >= 132 && string(b[128:132]) == "DICM":
 		p.pos = 132
-	case len(b) >= 132:
-		// No preamble: accepted when the first element is plausible.
-	case len(b) >= 8:
-	default:
+	case len(b) < 8:
 		return nil, fmt.Errorf("%w: %d bytes is too short for a DICOM object", ErrNotImage, len(b))
+	default:
+		// No preamble: the meta group or a bare data set starts at byte 0.
 	}
 	if t, ok := p.peekTag(); ok && t>>16 == 0x0002 {
 		for {
