@@ -12,6 +12,16 @@ import (
 	"github.com/cspine/cspine/models"
 )
 
+// OutboxFunc adapts a function to the Outbox interface (for example the
+// node's routing: worker.EnqueueTransfers with the destinations of the
+// study's calling AE).
+type OutboxFunc func(ctx context.Context, tx *models.Store, rep, prev *models.Report) ([]models.Transfer, error)
+
+// Enqueue implements Outbox.
+func (f OutboxFunc) Enqueue(ctx context.Context, tx *models.Store, rep, prev *models.Report) ([]models.Transfer, error) {
+	return f(ctx, tx, rep, prev)
+}
+
 // SameDestinations is the default Outbox: an amended report goes to every
 // destination its predecessor was sent to (the PACS that holds the report it
 // replaces), each as a transfer with a send job on the durable queue.

@@ -192,6 +192,20 @@ func TestBrowserReview(t *testing.T) {
 	waitJS(bctx, t, `window.cspine.imageLoaded()`)
 	require.Contains(t, textOf(bctx, t, "#reasons"), "c7_stage_disagreement")
 	require.Contains(t, textOf(bctx, t, "#c7-stages"), "C7_inf_post")
+	// Window/level: new values re-render the image on the server.
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.SetValue(chromedp.CSS("#wc"), "1500"),
+		chromedp.SetValue(chromedp.CSS("#ww"), "900"),
+	))
+	require.True(t, evalBool(bctx, t, `document.querySelector("#ww").dispatchEvent(new Event("change"))`))
+	waitJS(bctx, t, `window.cspine.imageSrc().includes("wc=1500") && window.cspine.imageSrc().includes("ww=900")`)
+	// Zoom in with the keyboard: the visible region is fetched at full resolution.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Focus(chromedp.CSS("#view")),
+		chromedp.KeyEvent("+"), chromedp.KeyEvent("+"), chromedp.KeyEvent("+"), chromedp.KeyEvent("+")))
+	waitJS(bctx, t, `window.cspine.regionLoaded()`)
+	require.NoError(t, chromedp.Do(bctx, chromedp.KeyEvent("0"), chromedp.Click(chromedp.CSS("#wl-reset"))))
+	waitJS(bctx, t, `window.cspine.imageLoaded() && !window.cspine.imageSrc().includes("wc=")`)
+
 	slope0 := degrees(t, textOf(bctx, t, "#param-c7_slope_deg td.current"))
 	cobb0 := degrees(t, textOf(bctx, t, "#param-c2c7_cobb_deg td.current"))
 	require.InDelta(t, fc.Machine.Parameters.C7SlopeDeg, slope0, 0.06)

@@ -740,6 +740,8 @@
     },
     landmark(name) { return kase.lm.find((x) => x.name === name) || null; },
     imageLoaded() { return !!viewer.full; },
+    imageSrc() { return viewer.full ? viewer.full.src : ""; },
+    regionLoaded() { return !!viewer.hi; },
     measuring() { return remeasure.inflight; },
   };
 
