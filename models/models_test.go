@@ -588,3 +588,41 @@ func TestRemainingMethods(t *testing.T) {
 		require.Error(t, err, "transfer of an unknown report")
 	})
 }
+
+func TestSummary(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		b := setup(t, db)
+		start := time.Now().Add(-time.Minute)
+		_, a := insertAnalysis(t, b, "9.1.1.1") // flagged: 2 reasons
+		in2, err := b.s.InstanceRecord(b.ctx, recordParams("9.2", "9.2.1", "9.2.1.1", time.Now()))
+		require.NoError(t, err)
+		st2, err := b.s.StudyGetByID(b.ctx, in2.StudyID)
+		require.NoError(t, err)
+		require.NoError(t, b.s.StudySetState(b.ctx, st2.ID, models.StudyReceiving, models.StudyNoMeasurableImage, "AP only"))
+		require.NoError(t, b.s.ReviewTaskInsert(b.ctx, &models.ReviewTask{AnalysisID: a.ID}))
+		r := &models.Report{AnalysisID: a.ID, SRSOPInstanceUID: "2.25.90", SRSeriesInstanceUID: "2.25.91"}
+		require.NoError(t, b.s.ReportInsert(b.ctx, r))
+		tr := &models.Transfer{ReportID: r.ID, Destination: "pacs", AETitle: "PACS", Host: "h", Port: 104}
+		require.NoError(t, b.s.TransferInsert(b.ctx, tr))
+		require.NoError(t, b.s.TransferMarkSent(b.ctx, tr.ID))
+
+		sum, err := b.s.SummaryGet(b.ctx, start, time.Now().Add(time.Minute))
+		require.NoError(t, err)
+		require.EqualValues(t, 2, sum.InstancesReceived)
+		require.EqualValues(t, 1, sum.StudiesCompleted)
+		require.EqualValues(t, 1, sum.StudiesNoImage)
+		require.EqualValues(t, 1, sum.Analyses)
+		require.EqualValues(t, 1, sum.AnalysesFlagged)
+		require.EqualValues(t, 1, sum.ReportsIssued)
+		require.EqualValues(t, 1, sum.TransfersSent)
+		require.EqualValues(t, 1, sum.ReviewsPending)
+		require.Equal(t, map[string]int64{result.ReasonC7LowConfidence: 1, result.ReasonC7StageDisagreement: 1}, sum.ReasonsFlagged)
+
+		empty, err := b.s.SummaryGet(b.ctx, start.Add(-48*time.Hour), start.Add(-24*time.Hour))
+		require.NoError(t, err)
+		require.Zero(t, empty.Analyses)
+		require.Empty(t, empty.ReasonsFlagged)
+		require.EqualValues(t, 1, empty.ReviewsPending, "backlog counts are current")
+	})
+}
