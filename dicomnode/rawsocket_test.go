@@ -373,8 +373,9 @@ func TestRawSocket(t *testing.T) {
 	}
 }
 
-// TestHandlerPanicAndError: a panicking or failing handler answers A700 and
-// the association goes on.
+// TestHandlerPanicAndError: a panicking or failing handler answers A700 (or
+// the failure status it returned), a warning passes through, and the
+// association goes on.
 func TestHandlerPanicAndError(t *testing.T) {
 	t.Parallel()
 	calls := 0
@@ -385,6 +386,10 @@ func TestHandlerPanicAndError(t *testing.T) {
 			panic("boom")
 		case 2:
 			return 0, errors.New("database down")
+		case 3:
+			return dimse.StatusCannotUnderstand, errors.New("not an image we can read")
+		case 4:
+			return dimse.StatusCoercionOfDataElements, nil // a warning passes through
 		}
 		return dimse.StatusSuccess, nil
 	})
@@ -396,14 +401,15 @@ func TestHandlerPanicAndError(t *testing.T) {
 	go n.Serve(context.Background(), ln)
 	defer n.Shutdown(context.Background())
 	dir := t.TempDir()
-	files, _ := dicomnodetest.WriteSeries(dir, uidRoot+".21", 3, 16, 16)
+	files, _ := dicomnodetest.WriteSeries(dir, uidRoot+".21", 5, 16, 16)
 	ctx := context.Background()
 	c, err := dicomnode.Dial(ctx, ln.Addr().String(), dicomnode.DialOpts{CallingAETitle: "SCU", CalledAETitle: "CSPINE",
 		Contexts: dicomnode.StorageContexts(map[string][]string{association.CRImageStorage: {association.ExplicitVRLittleEndian}})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []dimse.Status{dimse.StatusOutOfResources, dimse.StatusOutOfResources, dimse.StatusSuccess}
+	want := []dimse.Status{dimse.StatusOutOfResources, dimse.StatusOutOfResources, dimse.StatusCannotUnderstand,
+		dimse.StatusCoercionOfDataElements, dimse.StatusSuccess}
 	for i, f := range files {
 		st, err := c.StoreFile(ctx, f)
 		if err != nil || st != want[i] {
