@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -25,7 +26,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(f, encoding{explicit: true, meta: true, ts: "1.2.840.10008.1.2.5"},
 		imageSpec{rows: 2, cols: 2, bitsAlloc: 8, frags: [][]byte{{}, rle}}.elems()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		im, err := Decode(b)
+		im, err := Read(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			if im != nil {
 				t.Fatal("image with error")
