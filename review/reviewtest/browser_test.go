@@ -23,11 +23,14 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 	"gorm.io/gorm"
 
+	"github.com/cspine/cspine/dicomnode/dicomnodetest"
+	"github.com/cspine/cspine/jobs"
 	"github.com/cspine/cspine/models"
 	"github.com/cspine/cspine/report/sr"
 	"github.com/cspine/cspine/review"
 	"github.com/cspine/cspine/review/reviewtest"
 	"github.com/cspine/cspine/store/storetest"
+	"github.com/cspine/cspine/worker"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "write the screenshots into docs/img (run from the repository)")
@@ -132,7 +135,12 @@ func TestBrowserReview(t *testing.T) {
 	exe := chromium(t)
 	db := storetest.SQLite(t, nil)
 	dataDir := t.TempDir()
-	cases := reviewtest.Seed(t, db.Gorm, dataDir, reviewtest.Options{Count: 2})
+	// The destination: a DCMTK storescp on loopback, where the machine
+	// reports "went" and the amended one goes through the node's send worker.
+	pacsDir := t.TempDir()
+	pacs := dicomnodetest.StartServer(t, "storescp", "-aet", "STORESCP", "-od", pacsDir, "PORT")
+	cases := reviewtest.Seed(t, db.Gorm, dataDir, reviewtest.Options{Count: 2,
+		Destination: &reviewtest.Destination{Name: "pacs", AETitle: "STORESCP", Host: "127.0.0.1", Port: pacs.Port}})
 	var fc, uc reviewtest.Case
 	for _, c := range cases {
 		if c.Flagged {
@@ -145,8 +153,19 @@ func TestBrowserReview(t *testing.T) {
 	ctx := context.Background()
 	bob, err := review.CreateUser(ctx, st, "bob", "Bob Reviewer", models.RoleReviewer, password)
 	require.NoError(t, err)
+	// The node's durable send path: a job pool running the send worker.
+	quiet := slog.New(slog.DiscardHandler)
+	sender, err := worker.NewSender(st, worker.SenderConfig{DataDir: dataDir, CallingAETitle: "CSPINE", Logger: quiet})
+	require.NoError(t, err)
+	jc := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+	fin := &worker.Finisher{St: st, Jobs: jc, Log: quiet}
+	pool, err := jobs.NewPool(db.Gorm, jobs.PoolConfig{Workers: map[string]jobs.Worker{jobs.KindSend: sender}, Concurrency: 1,
+		PollInterval: 200 * time.Millisecond, Logger: quiet, OnFinish: fin.OnFinish})
+	require.NoError(t, err)
+	require.NoError(t, pool.Start(ctx))
+	defer pool.Stop(ctx)
 	h, err := review.New(review.Deps{DB: db.Gorm, DataDir: dataDir, Device: reviewtest.Device, InstitutionName: "Test Hospital",
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: quiet, Notify: pool.Notify})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -258,7 +277,9 @@ func TestBrowserReview(t *testing.T) {
 	waitJS(bctx, t, `document.querySelector("#state-badge") && document.querySelector("#state-badge").textContent === "corrected"`)
 	waitJS(bctx, t, `document.querySelector('#reports tr[data-revision="2"]') !== null`)
 	require.Equal(t, "VERIFIED", textOf(bctx, t, `#reports tr[data-revision="2"] td:nth-child(2)`))
-	require.Contains(t, textOf(bctx, t, `#reports tr[data-revision="2"]`), "pacs (PACS): pending")
+	require.Contains(t, textOf(bctx, t, `#reports tr[data-revision="2"]`), "pacs (STORESCP)")
+	// The page follows the delivery until the send worker has sent it.
+	waitJS(bctx, t, `document.querySelector('#reports tr[data-revision="2"] td:nth-child(3)').textContent === "sent"`)
 
 	// The amended SR in the outbox: VERIFIED, the corrected coordinates,
 	// the send job queued.
@@ -269,9 +290,13 @@ func TestBrowserReview(t *testing.T) {
 	ts, err := st.TransferListByReport(ctx, rep.ID)
 	require.NoError(t, err)
 	require.Len(t, ts, 1)
-	require.Equal(t, models.TransferPending, ts[0].Status)
+	require.Equal(t, models.TransferSent, ts[0].Status)
 	require.NotNil(t, ts[0].JobID)
-	ds, err := dicom.ParseFile(filepath.Join(dataDir, rep.SRPath), nil)
+	// At the destination: storescp names files by a modality prefix (SRc,
+	// SC, ...) and the SOP Instance UID.
+	atPACS := receivedFile(t, pacsDir, rep.SRSOPInstanceUID)
+	receivedFile(t, pacsDir, *rep.SCSOPInstanceUID)
+	ds, err := dicom.ParseFile(atPACS, nil)
 	require.NoError(t, err)
 	vf, err := ds.FindElementByTag(tag.VerificationFlag)
 	require.NoError(t, err)
@@ -320,6 +345,14 @@ func TestBrowserReview(t *testing.T) {
 	require.Contains(t, actions2, "review.correct")
 	b, _ := json.Marshal(actions2)
 	t.Logf("audit of the case: %s", b)
+}
+
+func receivedFile(t *testing.T, dir, uid string) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*."+uid))
+	require.NoError(t, err)
+	require.Len(t, m, 1, "%s at the destination", uid)
+	return m[0]
 }
 
 func countRows(t *testing.T, q *gorm.DB) int64 {
