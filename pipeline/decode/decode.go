@@ -18,8 +18,18 @@
 // Presentation LUT Shape is reported but not applied: for the radiography IODs
 // INVERSE accompanies MONOCHROME1 and says the same thing.
 //
+// # Display
+//
+// (*Image).Display, DisplayTo and VOI apply the VOI stage with package
+// window: the VOI LUT Sequence when present, else the first valid window,
+// else (colour) the full stored range, else window.AutoExcluding over the
+// modality values without the Pixel Padding range. They live here so that
+// window never depends on DICOM.
+//
 // # Scope
 //
+// Encodings: Part-10 files with or without preamble, bare data sets, implicit
+// and explicit VR little endian, deflated explicit VR little endian.
 // Supported: MONOCHROME1, MONOCHROME2 (1 sample per pixel), and RGB, YBR_FULL
 // and YBR_FULL_422, which are reduced to luminance (Y of YCbCr; Rec. 601
 // weights, rounded to an integer, for RGB); Bits Allocated 8 or 16, any Bits
