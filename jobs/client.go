@@ -82,6 +82,9 @@ func insertAt(ctx context.Context, db *gorm.DB, p InsertParams, now time.Time) (
 		if err := db.Create(j).Error; err != nil {
 			return nil, fmt.Errorf("insert %s job: %w", p.Kind, err)
 		}
+		if err := notify(db, p.Kind); err != nil {
+			return nil, fmt.Errorf("insert %s job: %w", p.Kind, err)
+		}
 		return &InsertResult{Job: j, Inserted: true}, nil
 	}
 	key := p.UniqueKey
@@ -91,6 +94,9 @@ func insertAt(ctx context.Context, db *gorm.DB, p InsertParams, now time.Time) (
 		return nil, fmt.Errorf("insert %s job: %w", p.Kind, res.Error)
 	}
 	if res.RowsAffected == 1 {
+		if err := notify(db, p.Kind); err != nil {
+			return nil, fmt.Errorf("insert %s job: %w", p.Kind, err)
+		}
 		return &InsertResult{Job: j, Inserted: true}, nil
 	}
 	var existing models.Job
@@ -463,6 +469,9 @@ func (c *Client) Retry(ctx context.Context, id int64) (*models.Job, error) {
 	}
 	if res.RowsAffected == 0 {
 		return j, fmt.Errorf("retry job %d (%s): %w", id, j.State, ErrWrongState)
+	}
+	if err := notify(c.db.WithContext(ctx), j.Kind); err != nil {
+		return j, fmt.Errorf("retry job %d: %w", id, err)
 	}
 	return j, nil
 }

@@ -655,3 +655,63 @@ func TestPoolSurvivesDroppedConnections(t *testing.T) {
 	}
 	t.Logf("%d connection kills; %d of %d jobs ran more than once (at-least-once delivery)", kills, again, nJobs)
 }
+
+// TestListenWakesPools: on PostgreSQL a job inserted by another node is
+// picked up at once, not at the next poll (an hour here), also after the
+// listening connection was killed.
+func TestListenWakesPools(t *testing.T) {
+	t.Parallel()
+	dsn, name := storetest.CreatePostgresDB(t)
+	worker := storetest.Open(t, dsn, nil)
+	other := storetest.Open(t, dsn, nil) // the inserting node
+	admin := storetest.Open(t, storetest.AdminDSN(), &storetest.Opts{NoMigrate: true})
+	ctx := context.Background()
+	ran := make(chan int64, 4)
+	p, err := jobs.NewPool(worker.Gorm, jobs.PoolConfig{
+		Workers: map[string]jobs.Worker{jobs.KindAnalyze: jobs.WorkFunc(func(ctx context.Context, j *models.Job) error {
+			ran <- j.ID
+			return nil
+		})},
+		PollInterval: time.Hour, RescueInterval: time.Hour, Logger: quietLogger,
+	})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	defer p.Stop(ctx)
+	waitListening := func() {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			var n int
+			err := admin.Gorm.Raw(`SELECT count(*) FROM pg_stat_activity WHERE datname = ? AND query LIKE 'LISTEN %'`, name).Scan(&n).Error
+			return err == nil && n == 1
+		}, 10*time.Second, 10*time.Millisecond, "pool never listened")
+	}
+	insertAndWait := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		s := models.NewStore(other.Gorm)
+		var id int64
+		require.NoError(t, s.InTx(ctx, func(tx *models.Store) error {
+			r, err := jobs.Insert(ctx, tx.DB(), jobs.InsertParams{Kind: jobs.KindAnalyze})
+			if err == nil {
+				id = r.Job.ID
+			}
+			return err
+		}))
+		select {
+		case got := <-ran:
+			require.Equal(t, id, got)
+		case <-time.After(10 * time.Second):
+			t.Fatal("inserted job not picked up without polling")
+		}
+		return time.Since(start)
+	}
+	waitListening()
+	d1 := insertAndWait()
+
+	// Kill the listening connection: the pool listens again by itself.
+	require.NoError(t, admin.Gorm.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ? AND query LIKE 'LISTEN %'`, name).Error)
+	time.Sleep(50 * time.Millisecond)
+	waitListening()
+	d2 := insertAndWait()
+	t.Logf("insert-to-start latency through LISTEN/NOTIFY: %s, after reconnect %s", d1, d2)
+}

@@ -16,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/cspine/cspine/models"
+	"github.com/cspine/cspine/store"
 )
 
 // Worker does the work of one kind of job. Work must honour ctx: it is
@@ -39,9 +40,12 @@ type PoolConfig struct {
 	Concurrency int
 	// ID names this pool in job rows (default host:pid:random).
 	ID string
-	// PollInterval between claims when idle (default 1s). Notify wakes the
-	// pool earlier.
+	// PollInterval between claims when idle (default 1s). On PostgreSQL a
+	// pool also LISTENs for jobs inserted by any node and claims at once;
+	// Notify wakes it too.
 	PollInterval time.Duration
+	// NoListen turns PostgreSQL LISTEN off (polling only).
+	NoListen bool
 	// Lease is how long a claim holds a job without renewal (default 1m);
 	// the pool renews it every Lease/3 while the job runs.
 	Lease time.Duration
@@ -119,10 +123,12 @@ func (c PoolConfig) withDefaults() PoolConfig {
 
 // Pool runs jobs from the database with a fixed number of goroutines.
 type Pool struct {
-	cfg    PoolConfig
-	client *Client
-	kinds  []string
-	log    *slog.Logger
+	cfg       PoolConfig
+	client    *Client
+	db        *gorm.DB
+	listening sync.WaitGroup
+	kinds     []string
+	log       *slog.Logger
 
 	notify chan struct{}
 	mu     sync.Mutex
@@ -140,6 +146,7 @@ func NewPool(db *gorm.DB, cfg PoolConfig) (*Pool, error) {
 	p := &Pool{
 		cfg:    cfg,
 		client: NewClient(db, cfg.Client),
+		db:     db,
 		log:    cfg.Logger.With("pool", cfg.ID),
 		notify: make(chan struct{}, 1),
 	}
@@ -177,6 +184,13 @@ func (p *Pool) Start(ctx context.Context) error {
 	hardCtx, hard := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel, p.hard = cancel, hard
 	p.done = make(chan struct{})
+	if !p.cfg.NoListen && p.db.Dialector.Name() == store.Postgres {
+		p.listening.Add(1)
+		go func() {
+			defer p.listening.Done()
+			p.listen(claimCtx, p.db)
+		}()
+	}
 	go p.run(claimCtx, hardCtx)
 	return nil
 }
@@ -204,6 +218,7 @@ func (p *Pool) Stop(ctx context.Context) {
 		<-done
 	}
 	hard()
+	p.listening.Wait()
 }
 
 // Done is closed when the pool has stopped.
