@@ -17,6 +17,10 @@
 //   - A unique key makes a job idempotent for ever: inserting the same key
 //     again returns the existing job (AnalyzeKey: one analysis per source
 //     instance and model version).
+//   - On PostgreSQL an insert also NOTIFYs (inside its transaction, so on
+//     commit) and every pool LISTENs: any node starts new work at once. On
+//     SQLite pools poll; code that enqueues in the same process may call
+//     Pool.Notify after its commit.
 //   - Claiming takes the oldest, highest-priority available jobs with
 //     FOR UPDATE SKIP LOCKED on PostgreSQL, so concurrent nodes never take
 //     the same job; on SQLite (one writer, one connection) the claim is a
