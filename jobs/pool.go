@@ -40,9 +40,9 @@ type PoolConfig struct {
 	Concurrency int
 	// ID names this pool in job rows (default host:pid:random).
 	ID string
-	// PollInterval between claims when idle (default 1s). On PostgreSQL a
-	// pool also LISTENs for jobs inserted by any node and claims at once;
-	// Notify wakes it too.
+	// PollInterval between claims when idle (default 1s on PostgreSQL,
+	// 250ms on SQLite). On PostgreSQL a pool also LISTENs for jobs inserted
+	// by any node and claims at once; Notify wakes it too.
 	PollInterval time.Duration
 	// NoListen turns PostgreSQL LISTEN off (polling only).
 	NoListen bool
@@ -90,7 +90,7 @@ func (c *PoolConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-func (c PoolConfig) withDefaults() PoolConfig {
+func (c PoolConfig) withDefaults(dialect string) PoolConfig {
 	if c.Concurrency == 0 {
 		c.Concurrency = 4
 	}
@@ -101,7 +101,10 @@ func (c PoolConfig) withDefaults() PoolConfig {
 		c.ID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = time.Second
+		c.PollInterval = time.Second // PostgreSQL: LISTEN brings new jobs at once
+		if dialect != store.Postgres {
+			c.PollInterval = 250 * time.Millisecond // SQLite: polling is the only signal
+		}
 	}
 	if c.Lease == 0 {
 		c.Lease = time.Minute
@@ -142,7 +145,7 @@ func NewPool(db *gorm.DB, cfg PoolConfig) (*Pool, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("job pool config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.withDefaults(db.Dialector.Name())
 	p := &Pool{
 		cfg:    cfg,
 		client: NewClient(db, cfg.Client),
