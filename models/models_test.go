@@ -396,6 +396,8 @@ func TestReviewReportTransfer(t *testing.T) {
 		require.Equal(t, 2, r2.Revision)
 		require.Equal(t, r1.ID, *r2.PredecessorID)
 		require.ErrorIs(t, b.s.ReportInsert(b.ctx, &models.Report{AnalysisID: a.ID, Revision: 2, SRSOPInstanceUID: "2.25.3", SRSeriesInstanceUID: "x"}), models.ErrAlreadyExists)
+		// A re-run analyze job inserting revision 1 again is refused.
+		require.ErrorIs(t, b.s.ReportInsert(b.ctx, &models.Report{AnalysisID: a.ID, Revision: 1, SRSOPInstanceUID: "2.25.4", SRSeriesInstanceUID: "x"}), models.ErrAlreadyExists)
 		latest, err := b.s.ReportGetLatest(b.ctx, a.ID)
 		require.NoError(t, err)
 		require.Equal(t, r2.ID, latest.ID)

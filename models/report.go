@@ -42,6 +42,11 @@ func (Report) TableName() string { return "reports" }
 // report of an analysis, else the latest + 1 with PredecessorID set to the
 // latest. (AnalysisID, Revision) is unique, so two workers issuing the
 // same revision get ErrAlreadyExists, never two reports.
+//
+// The analyze job must insert its report with Revision 1 explicitly: run
+// again after a crash, it then gets ErrAlreadyExists (and reuses the
+// stored report, ReportGetLatest) instead of issuing a second one.
+// Revision 0 is for amendments after review.
 func (s *Store) ReportInsert(ctx context.Context, r *Report) error {
 	if r.AnalysisID == 0 || r.SRSOPInstanceUID == "" {
 		return fmt.Errorf("insert report: analysis id and SR SOP instance UID are required")
