@@ -60,6 +60,7 @@ type RawUserItem struct {
 	Value []byte
 }
 
+// ItemType implements UserItem.
 func (*MaxLength) ItemType() byte                   { return ItemMaxLength }
 func (*ImplementationClassUID) ItemType() byte      { return ItemImplementationClassUID }
 func (*ImplementationVersionName) ItemType() byte   { return ItemImplementationVersionName }
