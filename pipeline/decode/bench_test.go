@@ -137,3 +137,22 @@ func BenchmarkDecodeCompressed(b *testing.B) {
 	b.Run("rle_12bit", func(b *testing.B) { benchDecode(b, benchCompressed(b, spec16, "dcmcrle")) })
 	b.Run("jpeg_baseline_8bit", func(b *testing.B) { benchDecode(b, benchCompressed(b, spec8, "dcmcjpeg", "+eb")) })
 }
+
+// BenchmarkFileNative16 is BenchmarkDecodeNative16/decode+display through
+// File, reading the object from disk (page cache) as cspine analyze does.
+func BenchmarkFileNative16(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "native16.dcm")
+	if err := os.WriteFile(path, benchImage(b), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(2500 * 2048 * 2)
+	b.ReportAllocs()
+	dst := make([]float32, 2500*2048)
+	loop(b, func() {
+		im, err := File(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		im.DisplayTo(dst)
+	})
+}
