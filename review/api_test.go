@@ -786,3 +786,37 @@ func dsString(t *testing.T, ds dicom.Dataset, tg tag.Tag) string {
 }
 
 func dsDump(ds dicom.Dataset) string { return ds.String() }
+
+// TestSourceGoneOrNothingToAmend: a purged source image is a 410 and a case
+// whose machine report was never issued is a 409, both without any change.
+func TestSourceGoneOrNothingToAmend(t *testing.T) {
+	b := setup(t, storetest.SQLite(t, nil), review.Config{})
+	fc, uc := flagged(b), unflagged(b)
+	c := b.client(t)
+	c.login("bob")
+	ctx := context.Background()
+
+	// No machine report yet for the unflagged case.
+	require.NoError(t, b.db.Where("report_id IN (SELECT id FROM reports WHERE analysis_id = ?)", uc.AnalysisID).Delete(&models.Transfer{}).Error)
+	require.NoError(t, b.db.Where("analysis_id = ?", uc.AnalysisID).Delete(&models.Report{}).Error)
+	before := b.snapshot(t)
+	r := c.do("POST", fmt.Sprintf("/api/v1/analyses/%d/review/approve", uc.AnalysisID), map[string]any{"version": 0})
+	require.Equal(t, 409, r.status, string(r.body))
+	require.Contains(t, string(r.body), "not been issued")
+	require.Equal(t, before, b.snapshot(t))
+
+	// The spool file purged by retention.
+	require.NoError(t, b.st.InstanceMarkPurged(ctx, fc.InstanceID))
+	r = c.do("GET", fmt.Sprintf("/api/v1/analyses/%d/image", fc.AnalysisID), nil)
+	require.Equal(t, 410, r.status)
+	require.Equal(t, "purged", r.errCode(t))
+	v := c.caseView(fc.AnalysisID)
+	require.False(t, v.Image.Available, "the case still opens, without the image")
+	before = b.snapshot(t)
+	r = c.do("POST", fmt.Sprintf("/api/v1/analyses/%d/review/approve", fc.AnalysisID), map[string]any{"version": v.Review.Version})
+	require.Equal(t, 410, r.status, string(r.body))
+	require.Equal(t, before, b.snapshot(t))
+	// Rejecting needs no image.
+	r = c.do("POST", fmt.Sprintf("/api/v1/analyses/%d/review/reject", fc.AnalysisID), map[string]any{"version": v.Review.Version, "reason": "image gone"})
+	require.Equal(t, 200, r.status, string(r.body))
+}

@@ -236,6 +236,9 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return &apiError{status: http.StatusUnauthorized, code: "bad_credentials", msg: "wrong username or password, or the account is disabled"}
 	}
 	s.limiter.reset("user:" + strings.ToLower(req.Username))
+	if _, err := s.store.SessionDeleteExpired(ctx, now); err != nil {
+		s.log.Warn("review: delete expired sessions", "err", err)
+	}
 	tok := randomToken()
 	se := &models.Session{UserID: u.ID, TokenHash: tokenHash(tok), CSRFToken: randomToken(), RemoteAddr: addr,
 		ExpiresAt: now.Add(s.cfg.SessionTTL)}

@@ -212,34 +212,10 @@ func render(ci *cachedImage, p renderParams) *image.Gray {
 	vals := make([]float32, ow*oh)
 	sx := float64(p.W) / float64(ow)
 	sy := float64(p.H) / float64(oh)
-	for oy := 0; oy < oh; oy++ {
-		y0 := float64(p.Y) + float64(oy)*sy
-		for ox := 0; ox < ow; ox++ {
-			x0 := float64(p.X) + float64(ox)*sx
-			var v float64
-			if sx >= 1 && sy >= 1 {
-				xa, xb := int(x0), min(p.X+p.W, int(math.Ceil(x0+sx)))
-				ya, yb := int(y0), min(p.Y+p.H, int(math.Ceil(y0+sy)))
-				var sum float64
-				n := 0
-				for y := ya; y < yb; y++ {
-					row := im.Modality[y*im.Cols : (y+1)*im.Cols]
-					for x := xa; x < xb; x++ {
-						sum += float64(row[x])
-						n++
-					}
-				}
-				if n > 0 {
-					v = sum / float64(n)
-				}
-			} else {
-				// Centre of the output pixel in source coordinates.
-				cx := x0 + sx/2 - 0.5
-				cy := y0 + sy/2 - 0.5
-				v = bilinear(im, cx, cy)
-			}
-			vals[oy*ow+ox] = float32(v)
-		}
+	if sx >= 1 && sy >= 1 {
+		boxReduce(im, p, ow, oh, sx, sy, vals)
+	} else {
+		bilinearResample(im, p, ow, oh, sx, sy, vals)
 	}
 	switch {
 	case p.Window != nil:
@@ -251,21 +227,79 @@ func render(ci *cachedImage, p renderParams) *image.Gray {
 	}
 	g := image.NewGray(image.Rect(0, 0, ow, oh))
 	for i, v := range vals {
-		g.Pix[i] = uint8(math.Round(float64(min(max(v, 0), 1)) * 255))
+		g.Pix[i] = uint8(min(max(v, 0), 1)*255 + 0.5)
 	}
 	return g
 }
 
-func bilinear(im *decode.Image, x, y float64) float64 {
-	x = math.Min(math.Max(x, 0), float64(im.Cols-1))
-	y = math.Min(math.Max(y, 0), float64(im.Rows-1))
-	x0, y0 := int(x), int(y)
-	x1, y1 := min(x0+1, im.Cols-1), min(y0+1, im.Rows-1)
-	fx, fy := x-float64(x0), y-float64(y0)
-	at := func(x, y int) float64 { return float64(im.Modality[y*im.Cols+x]) }
-	top := at(x0, y0)*(1-fx) + at(x1, y0)*fx
-	bot := at(x0, y1)*(1-fx) + at(x1, y1)*fx
-	return top*(1-fy) + bot*fy
+// span is the source range [a, b) under one output pixel, or for
+// interpolation the two neighbours a, b and the weight f of b.
+type span struct {
+	a, b int
+	f    float32
+}
+
+func boxSpans(off, n, out int, scale float64) []span {
+	sp := make([]span, out)
+	for o := range sp {
+		a := off + int(float64(o)*scale)
+		b := off + int(math.Ceil(float64(o+1)*scale))
+		sp[o] = span{a: a, b: min(max(b, a+1), off+n)}
+	}
+	return sp
+}
+
+// boxReduce averages the source pixels under each output pixel.
+func boxReduce(im *decode.Image, p renderParams, ow, oh int, sx, sy float64, vals []float32) {
+	xs := boxSpans(p.X, p.W, ow, sx)
+	ys := boxSpans(p.Y, p.H, oh, sy)
+	acc := make([]float32, ow)
+	for oy, ysp := range ys {
+		clear(acc)
+		for y := ysp.a; y < ysp.b; y++ {
+			row := im.Modality[y*im.Cols : (y+1)*im.Cols]
+			for ox, xsp := range xs {
+				var sum float32
+				for _, v := range row[xsp.a:xsp.b] {
+					sum += v
+				}
+				acc[ox] += sum
+			}
+		}
+		out := vals[oy*ow : (oy+1)*ow]
+		ny := float32(ysp.b - ysp.a)
+		for ox, xsp := range xs {
+			out[ox] = acc[ox] / (ny * float32(xsp.b-xsp.a))
+		}
+	}
+}
+
+func lerpSpans(off, n, out int, scale float64, size int) []span {
+	sp := make([]span, out)
+	for o := range sp {
+		// Centre of the output pixel in source coordinates.
+		c := float64(off) + (float64(o)+0.5)*scale - 0.5
+		c = math.Min(math.Max(c, 0), float64(size-1))
+		a := int(c)
+		sp[o] = span{a: a, b: min(a+1, size-1), f: float32(c - float64(a))}
+	}
+	return sp
+}
+
+// bilinearResample enlarges by bilinear interpolation.
+func bilinearResample(im *decode.Image, p renderParams, ow, oh int, sx, sy float64, vals []float32) {
+	xs := lerpSpans(p.X, p.W, ow, sx, im.Cols)
+	ys := lerpSpans(p.Y, p.H, oh, sy, im.Rows)
+	for oy, ysp := range ys {
+		r0 := im.Modality[ysp.a*im.Cols : (ysp.a+1)*im.Cols]
+		r1 := im.Modality[ysp.b*im.Cols : (ysp.b+1)*im.Cols]
+		out := vals[oy*ow : (oy+1)*ow]
+		for ox, xsp := range xs {
+			top := r0[xsp.a] + (r0[xsp.b]-r0[xsp.a])*xsp.f
+			bot := r1[xsp.a] + (r1[xsp.b]-r1[xsp.a])*xsp.f
+			out[ox] = top + (bot-top)*ysp.f
+		}
+	}
 }
 
 func (s *server) handleImage(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
