@@ -500,3 +500,19 @@ func TestConcurrentDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestSupportedTransferSyntaxes(t *testing.T) {
+	t.Parallel()
+	want := []string{"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99",
+		"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.5"}
+	got := SupportedTransferSyntaxes()
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %v", got)
+	}
+	if n := TransferSyntaxName("1.2.840.10008.1.2.4.90"); !strings.Contains(n, "JPEG 2000") {
+		t.Errorf("name %q", n)
+	}
+	if n := TransferSyntaxName("1.2.3"); n != "unknown transfer syntax" {
+		t.Errorf("name %q", n)
+	}
+}

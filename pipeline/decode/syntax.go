@@ -1,5 +1,7 @@
 package decode
 
+import "sort"
+
 // transferSyntax describes how this package handles one transfer syntax.
 type transferSyntax struct {
 	name      string
@@ -73,3 +75,23 @@ func syntaxName(uid string) string {
 	}
 	return "unknown transfer syntax"
 }
+
+// SupportedTransferSyntaxes returns the UIDs of the transfer syntaxes a
+// Storage SCP can accept knowing this package decodes every object sent in
+// them, sorted. JPEG Extended (.51) is left out although 8-bit .51 objects
+// decode: it also carries 12-bit lossy data, which does not, and an SCU with
+// 8-bit lossy data must offer JPEG Baseline (.50) anyway (PS3.5 §10.2).
+func SupportedTransferSyntaxes() []string {
+	var out []string
+	for uid, s := range syntaxes {
+		if s.supported && uid != "1.2.840.10008.1.2.4.51" {
+			out = append(out, uid)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TransferSyntaxName returns the PS3.6 name of a transfer syntax UID, or
+// "unknown transfer syntax".
+func TransferSyntaxName(uid string) string { return syntaxName(uid) }
