@@ -280,6 +280,8 @@ func TestAPI(t *testing.T) {
 			require.Equal(t, "DENY", r.header.Get("X-Frame-Options"))
 			r = anon.do("GET", "/static/app.js", nil)
 			require.Equal(t, 200, r.status)
+			r = anon.do("GET", "/static/", nil)
+			require.Equal(t, 404, r.status, "no directory listing")
 			r = anon.do("GET", "/api/v1/openapi.json", nil)
 			require.Equal(t, 200, r.status)
 			var doc map[string]any

@@ -258,7 +258,10 @@
 
     // C7 global vs refined.
     const box = $("#c7-stages-box");
-    box.hidden = !data.c7_stages;
+    const disagree = a.reasons.some((r) => r.key === "c7_stage_disagreement");
+    box.hidden = !data.c7_stages && !disagree;
+    $("#c7-stages").hidden = !data.c7_stages;
+    $("#c7-stages-note").hidden = !!data.c7_stages;
     if (data.c7_stages) {
       const tb = $("#c7-stages tbody");
       tb.replaceChildren();
@@ -567,9 +570,17 @@
           if (o) line(g, o, "#ff9800", 1, [2, 3]);
         }
       }
+      // Where the machine put the landmarks that were moved.
+      const moved = new Set(movedLandmarks().map((l) => l.name));
+      for (const o of kase.orig) {
+        if (!moved.has(o.name)) continue;
+        const [x, y] = this.toScreen(o.x, o.y);
+        c.setLineDash([]); c.strokeStyle = "rgba(255,255,255,0.7)"; c.lineWidth = 1 * d;
+        c.beginPath(); c.arc(x, y, 4 * d, 0, 2 * Math.PI); c.stroke();
+        line(o, P[o.name], "rgba(255,255,255,0.7)", 1, [2, 2]);
+      }
       // Landmarks.
       c.setLineDash([]);
-      const moved = new Set(movedLandmarks().map((l) => l.name));
       kase.lm.forEach((l, i) => {
         const [x, y] = this.toScreen(l.x, l.y);
         const conf = l.confidence == null ? 1 : l.confidence;
