@@ -25,6 +25,7 @@ import (
 	"github.com/cspine/cspine/jobs"
 	"github.com/cspine/cspine/models"
 	"github.com/cspine/cspine/pipeline/result"
+	"github.com/cspine/cspine/report/reporttest"
 	"github.com/cspine/cspine/report/sr"
 	"github.com/cspine/cspine/review"
 	"github.com/cspine/cspine/review/reviewtest"
@@ -647,6 +648,9 @@ func TestAPI(t *testing.T) {
 			require.Equal(t, "VERIFIED", rd.Verification)
 			_, err = os.Stat(filepath.Join(b.dataDir, rep.SCPath))
 			require.NoError(t, err)
+			// The amended objects pass dciodvfy, dcmdump -E and dsrdump.
+			reporttest.Validate(t, filepath.Join(b.dataDir, rep.SRPath), true)
+			reporttest.Validate(t, filepath.Join(b.dataDir, rep.SCPath), false)
 
 			// Audit: who, what, before and after.
 			evs, err := b.st.AuditEventListByEntity(ctx, "analysis", fmt.Sprint(fc.AnalysisID))
