@@ -826,3 +826,46 @@ func TestSourceGoneOrNothingToAmend(t *testing.T) {
 	r = c.do("POST", fmt.Sprintf("/api/v1/analyses/%d/review/reject", fc.AnalysisID), map[string]any{"version": v.Review.Version, "reason": "image gone"})
 	require.Equal(t, 200, r.status, string(r.body))
 }
+
+// TestConcurrentDecisions: two reviewers approving the same case at once
+// give one decision, one report and one 409.
+func TestConcurrentDecisions(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		b := setup(t, db, review.Config{})
+		fc := flagged(b)
+		c1, c2 := b.client(t), b.client(t)
+		c1.login("bob")
+		c2.login("alice")
+		v := c1.caseView(fc.AnalysisID)
+		statuses := make(chan int, 2)
+		for _, c := range []*client{c1, c2} {
+			go func() {
+				// The client's require calls must stay on the test goroutine:
+				// send the raw request here.
+				req, _ := http.NewRequest("POST", c.base+fmt.Sprintf("/api/v1/analyses/%d/review/approve", fc.AnalysisID),
+					strings.NewReader(fmt.Sprintf(`{"version": %d}`, v.Review.Version)))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(review.CSRFHeader, c.csrf)
+				res, err := c.hc.Do(req)
+				if err != nil {
+					statuses <- 0
+					return
+				}
+				res.Body.Close()
+				statuses <- res.StatusCode
+			}()
+		}
+		got := []int{<-statuses, <-statuses}
+		require.ElementsMatch(t, []int{200, 409}, got)
+		var n int64
+		require.NoError(t, b.db.Model(&models.Report{}).Where("analysis_id = ?", fc.AnalysisID).Count(&n).Error)
+		require.EqualValues(t, 2, n, "the machine report and one amendment")
+		rep, err := b.st.ReportGetLatest(context.Background(), fc.AnalysisID)
+		require.NoError(t, err)
+		_, err = os.Stat(filepath.Join(b.dataDir, rep.SRPath))
+		require.NoError(t, err, "the committed report's file is there")
+		files, err := filepath.Glob(filepath.Join(b.dataDir, "reports", fmt.Sprintf("analysis-%d", fc.AnalysisID), "r2-*"))
+		require.NoError(t, err)
+		require.Len(t, files, 2, "only the winner's SR and SC are left")
+	})
+}

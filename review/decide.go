@@ -494,8 +494,11 @@ func (s *server) buildAmendment(cd *caseData, human []result.TruthLandmark, meas
 	}
 	// Stored with forward slashes, relative to the data directory (as the
 	// send worker reads them).
-	out.srPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d.sr.dcm", rev)))
-	out.scPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d.sc.dcm", rev)))
+	// A random part keeps two reviewers deciding at once (of whom only one
+	// commits) from writing, or removing, each other's files.
+	tag := newRequestID()
+	out.srPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d-%s.sr.dcm", rev, tag)))
+	out.scPath = filepath.ToSlash(filepath.Join(dir, fmt.Sprintf("r%d-%s.sc.dcm", rev, tag)))
 	if err := dicomio.WriteFile(filepath.Join(s.deps.DataDir, filepath.FromSlash(out.srPath)), srDS); err != nil {
 		return nil, fmt.Errorf("write amended SR: %w", err)
 	}
