@@ -153,6 +153,8 @@ func TestBrowserReview(t *testing.T) {
 	ctx := context.Background()
 	bob, err := review.CreateUser(ctx, st, "bob", "Bob Reviewer", models.RoleReviewer, password)
 	require.NoError(t, err)
+	_, err = review.CreateUser(ctx, st, "alice", "Alice Admin", models.RoleAdmin, password)
+	require.NoError(t, err)
 	// The node's durable send path: a job pool running the send worker.
 	quiet := slog.New(slog.DiscardHandler)
 	sender, err := worker.NewSender(st, worker.SenderConfig{DataDir: dataDir, CallingAETitle: "CSPINE", Logger: quiet})
@@ -333,6 +335,24 @@ func TestBrowserReview(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#login-submit")),
 	))
 	waitJS(bctx, t, `document.querySelector("#login-error").textContent.includes("disabled")`)
+
+	// An administrator sees the accounts (bob disabled), the audit log and
+	// the deliveries.
+	require.True(t, evalBool(bctx, t, `(document.querySelector("#login-user").value = "", document.querySelector("#login-pass").value = "", true)`))
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.CSS("#login-user"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#login-pass"), password),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#nav-admin")),
+		chromedp.Navigate(srv.URL+"/#/admin"),
+		chromedp.WaitVisible(chromedp.CSS("#audit tbody tr")),
+	))
+	require.Contains(t, textOf(bctx, t, "#users"), "disabled")
+	require.Contains(t, textOf(bctx, t, "#audit"), "review.correct")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/#/transfers"), chromedp.WaitVisible(chromedp.CSS("#transfers-view"))))
+	require.NoError(t, chromedp.Do(bctx, chromedp.SetValue(chromedp.CSS("#t-status"), "sent")))
+	require.True(t, evalBool(bctx, t, `document.querySelector("#t-status").dispatchEvent(new Event("change"))`))
+	waitJS(bctx, t, `document.querySelector("#transfers tbody").textContent.includes("STORESCP")`)
 
 	// Every case view and the action were audited.
 	evs, err := st.AuditEventListByEntity(ctx, "analysis", fmt.Sprint(fc.AnalysisID))

@@ -53,7 +53,7 @@
 
   // ------------------------------------------------------------- routing
   function show(id) {
-    for (const v of ["#login-view", "#worklist-view", "#case-view"]) $(v).hidden = v !== id;
+    for (const v of ["#login-view", "#worklist-view", "#case-view", "#transfers-view", "#admin-view"]) $(v).hidden = v !== id;
   }
 
   function showLogin() {
@@ -76,6 +76,8 @@
     }
     const m = location.hash.match(/^#\/case\/(\d+)$/);
     if (m) openCase(Number(m[1]));
+    else if (location.hash === "#/transfers") openTransfers();
+    else if (location.hash === "#/admin" && state.user.role === "admin") openAdmin();
     else openWorklist();
   }
 
@@ -84,6 +86,7 @@
     state.csrf = s.csrf_token;
     $("#nav").hidden = false;
     $("#who").textContent = (s.user.display_name || s.user.username) + " (" + s.user.role + ")";
+    $("#nav-admin").hidden = s.user.role !== "admin";
   }
 
   $("#login").addEventListener("submit", async (ev) => {
@@ -433,6 +436,82 @@
     }
   });
 
+  // ------------------------------------------------------------ sending
+  const when = (t) => (t ? new Date(t).toISOString().slice(0, 16).replace("T", " ") : "");
+
+  function openTransfers() {
+    show("#transfers-view");
+    viewer.active = false;
+    loadTransfers();
+  }
+  $("#t-status").addEventListener("change", loadTransfers);
+
+  async function loadTransfers() {
+    const st = $("#t-status").value;
+    let d;
+    try {
+      d = await api("GET", "/transfers" + (st ? "?status=" + st : ""));
+    } catch (e) {
+      banner(e.message);
+      return;
+    }
+    const tb = $("#transfers tbody");
+    tb.replaceChildren(...d.transfers.map((t) => el("tr", { "data-id": String(t.id) },
+      el("td", { text: String(t.id) }), el("td", { text: String(t.report_id) }),
+      el("td", { text: t.destination + " (" + t.ae_title + ")" }), el("td", { text: t.status }),
+      el("td", { text: String(t.attempts) }), el("td", { text: t.last_error || "" }), el("td", { text: when(t.updated_at) }),
+      el("td", null, t.status === "dead" || t.status === "failed"
+        ? el("button", { type: "button", text: "Retry", onclick: async () => {
+          try { await api("POST", "/transfers/" + t.id + "/retry"); loadTransfers(); } catch (e) { banner(e.message); }
+        } }) : null))));
+    if (!d.transfers.length) tb.append(el("tr", null, el("td", { colspan: "8", class: "hint", text: "No transfers in this state." })));
+  }
+
+  // -------------------------------------------------------------- admin
+  function openAdmin() {
+    show("#admin-view");
+    viewer.active = false;
+    loadAdmin();
+  }
+
+  async function loadAdmin() {
+    try {
+      const [u, a] = await Promise.all([api("GET", "/users"), api("GET", "/audit?limit=200")]);
+      $("#users tbody").replaceChildren(...u.users.map((x) => el("tr", null, el("td", { text: x.username }), el("td", { text: x.display_name }),
+        el("td", { text: x.role }), el("td", { text: x.disabled ? "disabled" : "active" }), el("td", { text: when(x.last_login_at) || "never" }))));
+      $("#audit tbody").replaceChildren(...a.events.map((e) => el("tr", { title: [e.before ? "before: " + e.before : "", e.after ? "after: " + e.after : ""].join("\n") },
+        el("td", { text: when(e.occurred_at) }), el("td", { text: e.actor }), el("td", { text: e.action }),
+        el("td", { text: e.entity_type + " " + e.entity_id }), el("td", { text: e.remote_addr }))));
+    } catch (e) {
+      banner(e.message);
+    }
+  }
+
+  $("#user-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/users", { username: $("#u-name").value, display_name: $("#u-display").value, role: $("#u-role").value, password: $("#u-pass").value });
+      $("#user-message").textContent = "Created " + $("#u-name").value + ".";
+      $("#u-pass").value = "";
+      loadAdmin();
+    } catch (e) {
+      $("#user-message").textContent = e.message;
+    }
+  });
+
+  // Next pending flagged case (not this one).
+  async function nextCase() {
+    try {
+      const d = await api("GET", "/worklist?status=pending&flagged=true&per_page=2");
+      const it = d.items.find((x) => x.analysis_id !== kase.id);
+      if (it) location.hash = "#/case/" + it.analysis_id;
+      else $("#action-message").textContent = "No other pending flagged case.";
+    } catch (e) {
+      $("#action-message").textContent = e.message;
+    }
+  }
+  $("#next-case").addEventListener("click", nextCase);
+
   // --------------------------------------------------------------- viewer
   // The canvas shows the server-rendered image (a whole-image PNG, plus a
   // full-resolution PNG of the visible region when zoomed in) with the
@@ -700,6 +779,10 @@
       case "+": case "=": viewer.zoomAt(1.25, W / 2, H / 2); break;
       case "-": viewer.zoomAt(0.8, W / 2, H / 2); break;
       case "0": viewer.fit(); viewer.draw(); break;
+      case "n": nextCase(); break;
+      case "b": location.hash = "#/"; break;
+      case "A": if (!$("#approve").disabled) $("#approve").click(); break;
+      case "R": if (!$("#reject-open").disabled) { $("#reject-open").click(); $("#reject-reason").focus(); } break;
       case "ArrowLeft": case "ArrowRight": case "ArrowUp": case "ArrowDown": {
         if (viewer.sel < 0 || kase.decided) return;
         const l = kase.lm[viewer.sel];
