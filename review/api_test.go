@@ -746,6 +746,33 @@ func TestAPI(t *testing.T) {
 			require.Equal(t, 200, r.status)
 			require.Contains(t, string(r.body), `"username":"dave"`)
 			require.NotContains(t, string(r.body), "$2a$", "no password hashes")
+			// Disable and enable accounts.
+			before = b.snapshot(t)
+			carolID := b.users["carol"].ID
+			for name, tc := range map[string]struct {
+				c      *client
+				path   string
+				status int
+			}{
+				"reviewer": {bob, fmt.Sprintf("/api/v1/users/%d/enable", carolID), 403},
+				"self":     {alice, fmt.Sprintf("/api/v1/users/%d/disable", b.users["alice"].ID), 409},
+				"unknown":  {alice, "/api/v1/users/999999/disable", 404},
+				"bad id":   {alice, "/api/v1/users/x/disable", 400},
+			} {
+				r := tc.c.do("POST", tc.path, nil)
+				require.Equal(t, tc.status, r.status, name)
+			}
+			require.Equal(t, before, b.snapshot(t))
+			r = alice.do("POST", fmt.Sprintf("/api/v1/users/%d/enable", carolID), nil)
+			require.Equal(t, 200, r.status, string(r.body))
+			carol := b.client(t)
+			carol.login("carol")
+			require.Equal(t, 200, carol.do("GET", "/api/v1/worklist", nil).status)
+			r = alice.do("POST", fmt.Sprintf("/api/v1/users/%d/disable", carolID), nil)
+			require.Equal(t, 200, r.status, string(r.body))
+			require.Equal(t, 401, carol.do("GET", "/api/v1/worklist", nil).status, "disabling ends the sessions")
+			require.Equal(t, 1, auditCount(t, b, "user.disable"))
+
 			r = alice.do("GET", fmt.Sprintf("/api/v1/audit?entity_type=analysis&entity_id=%d", fc.AnalysisID), nil)
 			require.Equal(t, 200, r.status)
 			for _, a := range []string{"case.view", "review.correct", "review.reopen", "review.reject"} {
@@ -768,12 +795,28 @@ func TestAPI(t *testing.T) {
 	})
 }
 
-func TestSecureCookieBehindTLS(t *testing.T) {
-	b := setup(t, storetest.SQLite(t, nil), review.Config{SecureCookies: true})
+func TestBehindTLSProxy(t *testing.T) {
+	b := setup(t, storetest.SQLite(t, nil), review.Config{SecureCookies: true, AllowedOrigins: []string{"https://cspine.hospital.example"}})
 	c := b.client(t)
-	r := c.do("POST", "/api/v1/login", map[string]string{"username": "bob", "password": password})
+	r := c.do("POST", "/api/v1/login", map[string]string{"username": "bob", "password": password}, "Origin", "https://cspine.hospital.example")
 	require.Equal(t, 200, r.status)
 	require.Contains(t, r.header.Get("Set-Cookie"), "Secure")
+	// The cookie jar will not send a Secure cookie over plain HTTP; send it by hand.
+	var ck string
+	for _, v := range r.header.Values("Set-Cookie") {
+		ck, _, _ = strings.Cut(v, ";")
+	}
+	var s struct {
+		CSRFToken string `json:"csrf_token"`
+	}
+	r.json(t, &s)
+	c.csrf = s.CSRFToken
+	path := fmt.Sprintf("/api/v1/analyses/%d/measure", flagged(b).AnalysisID)
+	body := map[string]any{"landmarks": []map[string]any{{"name": "C7_inf_post", "x": 10, "y": 10}}}
+	r = c.do("POST", path, body, "Cookie", ck, "Origin", "https://cspine.hospital.example")
+	require.Equal(t, 200, r.status, string(r.body))
+	r = c.do("POST", path, body, "Cookie", ck, "Origin", "https://elsewhere.example")
+	require.Equal(t, 403, r.status)
 }
 
 func auditCount(t *testing.T, b *bundle, action string) int {

@@ -137,8 +137,8 @@ func (s *server) sessionFrom(r *http.Request) (*models.User, *models.Session, er
 
 // checkCSRF requires the session's token in the X-CSRF-Token header and,
 // when the browser sends an Origin, that it is this site.
-func checkCSRF(r *http.Request, se *models.Session) error {
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
+func (s *server) checkCSRF(r *http.Request, se *models.Session) error {
+	if o := r.Header.Get("Origin"); o != "" && !s.sameOrigin(o, r) {
 		return errCSRF
 	}
 	tok := r.Header.Get(CSRFHeader)
@@ -148,7 +148,14 @@ func checkCSRF(r *http.Request, se *models.Session) error {
 	return nil
 }
 
-func sameOrigin(origin string, r *http.Request) bool {
+// sameOrigin accepts the request's own host and the configured
+// AllowedOrigins (the public address when a proxy rewrites Host).
+func (s *server) sameOrigin(origin string, r *http.Request) bool {
+	for _, a := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(a, "/"), origin) {
+			return true
+		}
+	}
 	u, err := url.Parse(origin)
 	if err != nil {
 		return false
@@ -195,7 +202,7 @@ type sessionJSON struct {
 func (s *server) handleLogin(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	// Login has no session yet, hence no CSRF token: refuse cross-site
 	// posts by their Origin (SameSite=Strict covers the cookie itself).
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
+	if o := r.Header.Get("Origin"); o != "" && !s.sameOrigin(o, r) {
 		return errCSRF
 	}
 	var req loginRequest
@@ -446,4 +453,55 @@ func withRequestID(ctx context.Context, id string) context.Context {
 func requestIDFrom(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
 	return id
+}
+
+func (s *server) handleUserDisable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	return s.setDisabled(w, r, c, true)
+}
+
+func (s *server) handleUserEnable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	return s.setDisabled(w, r, c, false)
+}
+
+// setDisabled disables or enables an account; disabling also ends its
+// sessions. Administrators cannot disable themselves (someone must be
+// left to undo it).
+func (s *server) setDisabled(w http.ResponseWriter, r *http.Request, c *reqCtx, disabled bool) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if disabled && id == c.user.ID {
+		return errConflict("you cannot disable your own account")
+	}
+	ctx := r.Context()
+	u, err := s.store.UserGetByID(ctx, id)
+	if errors.Is(err, models.ErrNotFound) {
+		return errNotFound(fmt.Sprintf("user %d", id))
+	}
+	if err != nil {
+		return err
+	}
+	before := userOut(u)
+	err = s.store.InTx(ctx, func(tx *models.Store) error {
+		if err := tx.UserSetDisabled(ctx, id, disabled); err != nil {
+			return err
+		}
+		if disabled {
+			if err := tx.DB().WithContext(ctx).Where("user_id = ?", id).Delete(&models.Session{}).Error; err != nil {
+				return fmt.Errorf("end sessions: %w", err)
+			}
+		}
+		u.Disabled = disabled
+		action := "user.enable"
+		if disabled {
+			action = "user.disable"
+		}
+		return s.audit(ctx, tx, r, c, action, "user", id, before, userOut(u))
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, userOut(u))
+	return nil
 }

@@ -61,6 +61,8 @@ func (s *server) routeTable() []route {
 		{"POST", "/api/v1/transfers/{id}/retry", loggedIn, s.handleTransferRetry},
 		{"GET", "/api/v1/users", adminOnly, s.handleUsers},
 		{"POST", "/api/v1/users", adminOnly, s.handleUserCreate},
+		{"POST", "/api/v1/users/{id}/disable", adminOnly, s.handleUserDisable},
+		{"POST", "/api/v1/users/{id}/enable", adminOnly, s.handleUserEnable},
 		{"GET", "/api/v1/audit", adminOnly, s.handleAudit},
 	}
 }
@@ -219,7 +221,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, rt route, c *
 	}
 	c.user, c.session = u, se
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if err := checkCSRF(r, se); err != nil {
+		if err := s.checkCSRF(r, se); err != nil {
 			s.log.Warn("review: CSRF check failed", "request_id", c.requestID, "user_id", u.ID, "route", rt.path)
 			return err
 		}

@@ -72,6 +72,10 @@ type Config struct {
 	// serves HTTPS or sits behind a TLS-terminating proxy; requests that
 	// arrive over TLS get Secure cookies regardless.
 	SecureCookies bool
+	// AllowedOrigins are extra values of the Origin header accepted on
+	// state changes besides the request's own host, e.g.
+	// "https://cspine.hospital.example" when a reverse proxy rewrites Host.
+	AllowedOrigins []string
 	// SessionTTL is how long a session lives without activity (default 8h).
 	SessionTTL time.Duration
 	// LoginAttempts is how many failed logins one username may have per

@@ -347,7 +347,13 @@ func TestBrowserReview(t *testing.T) {
 		chromedp.Navigate(srv.URL+"/#/admin"),
 		chromedp.WaitVisible(chromedp.CSS("#audit tbody tr")),
 	))
-	require.Contains(t, textOf(bctx, t, "#users"), "disabled")
+	require.Contains(t, textOf(bctx, t, `#users tr[data-user="bob"]`), "disabled")
+	// Enable bob again from the page.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#users tr[data-user="bob"] button`))))
+	waitJS(bctx, t, `document.querySelector('#users tr[data-user="bob"]').textContent.includes("active")`)
+	u, err := st.UserGetByID(ctx, bob.ID)
+	require.NoError(t, err)
+	require.False(t, u.Disabled)
 	require.Contains(t, textOf(bctx, t, "#audit"), "review.correct")
 	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/#/transfers"), chromedp.WaitVisible(chromedp.CSS("#transfers-view"))))
 	require.NoError(t, chromedp.Do(bctx, chromedp.SetValue(chromedp.CSS("#t-status"), "sent")))

@@ -477,8 +477,11 @@
   async function loadAdmin() {
     try {
       const [u, a] = await Promise.all([api("GET", "/users"), api("GET", "/audit?limit=200")]);
-      $("#users tbody").replaceChildren(...u.users.map((x) => el("tr", null, el("td", { text: x.username }), el("td", { text: x.display_name }),
-        el("td", { text: x.role }), el("td", { text: x.disabled ? "disabled" : "active" }), el("td", { text: when(x.last_login_at) || "never" }))));
+      $("#users tbody").replaceChildren(...u.users.map((x) => el("tr", { "data-user": x.username }, el("td", { text: x.username }), el("td", { text: x.display_name }),
+        el("td", { text: x.role }), el("td", { text: x.disabled ? "disabled" : "active" }), el("td", { text: when(x.last_login_at) || "never" }),
+        el("td", null, x.id === state.user.id ? null : el("button", { type: "button", text: x.disabled ? "Enable" : "Disable", onclick: async () => {
+          try { await api("POST", "/users/" + x.id + (x.disabled ? "/enable" : "/disable")); loadAdmin(); } catch (e) { banner(e.message); }
+        } })))));
       $("#audit tbody").replaceChildren(...a.events.map((e) => el("tr", { title: [e.before ? "before: " + e.before : "", e.after ? "after: " + e.after : ""].join("\n") },
         el("td", { text: when(e.occurred_at) }), el("td", { text: e.actor }), el("td", { text: e.action }),
         el("td", { text: e.entity_type + " " + e.entity_id }), el("td", { text: e.remote_addr }))));
