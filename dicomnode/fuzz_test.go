@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,64 +39,47 @@ func FuzzAssociation(f *testing.F) {
 	f.Add([]byte{1, 2, 3})
 	f.Add(seed(pdata(1, 1, echo[:10])))
 
-	f.Fuzz(func(t *testing.T, data []byte) { runOne(t, data) })
+	spool, err := services.NewSpoolStore(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	rq, _ := pdu.Encode(rqFor([]pdu.UserItem{&pdu.MaxLength{Length: 0}}, echoPC, storePC))
+	pol := &association.Policy{AETitles: []string{"CSPINE"}, Offer: association.Offer{
+		SOPClasses: association.DefaultSOPClasses, TransferSyntaxes: association.DefaultTransferSyntaxes,
+		MaxPDULength: 1 << 16, ImplementationClassUID: dicomnode.ImplementationClassUID}}
+	srv := &services.Server{Store: spool, MaxObjectSize: 1 << 20, Logger: discardLogger()}
+	f.Fuzz(func(t *testing.T, data []byte) { runOne(t, spool, pol, srv, rq, data) })
 }
 
-var fuzzSetup struct {
-	once  sync.Once
-	spool *services.SpoolStore
-	pol   *association.Policy
-	srv   *services.Server
-	rq    []byte
-}
-
-// runOne runs one fuzz input against an acceptor over net.Pipe.
-func runOne(t *testing.T, data []byte) {
-	fuzzSetup.once.Do(func() {
-		dir, err := os.MkdirTemp("", "cspine-fuzz-")
-		if err != nil {
-			panic(err)
-		}
-		fuzzSetup.spool, err = services.NewSpoolStore(dir)
-		if err != nil {
-			panic(err)
-		}
-		fuzzSetup.rq, _ = pdu.Encode(rqFor([]pdu.UserItem{&pdu.MaxLength{Length: 0}}, echoPC, storePC))
-		fuzzSetup.pol = &association.Policy{AETitles: []string{"CSPINE"}, Offer: association.Offer{
-			SOPClasses: association.DefaultSOPClasses, TransferSyntaxes: association.DefaultTransferSyntaxes,
-			MaxPDULength: 1 << 16, ImplementationClassUID: dicomnode.ImplementationClassUID}}
-		fuzzSetup.srv = &services.Server{Store: fuzzSetup.spool, MaxObjectSize: 1 << 20, Logger: discardLogger()}
-	})
-	spool, pol, srv, rq := fuzzSetup.spool, fuzzSetup.pol, fuzzSetup.srv, fuzzSetup.rq
+// runOne sends rq and data to an acceptor over net.Pipe.
+func runOne(t *testing.T, spool *services.SpoolStore, pol *association.Policy, srv *services.Server, rq, data []byte) {
 	to := association.Timeouts{ARTIM: 200 * time.Millisecond, Idle: 200 * time.Millisecond, Read: 200 * time.Millisecond, Write: 200 * time.Millisecond}
-	{
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			defer server.Close()
-			a, err := association.Accept(context.Background(), server, pol, &association.AcceptOpts{Timeouts: to, Logger: discardLogger()})
-			if err != nil {
-				return
-			}
-			srv.Serve(context.Background(), a)
-			a.Close()
-		}()
-		go io.Copy(io.Discard, client) // whatever the node answers
-		client.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		client.Write(rq)
-		client.Write(data)
-		// net.Pipe is unbuffered: the node has read everything; hang up so
-		// that each run ends at once instead of waiting for the idle timer.
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			t.Fatal("association did not end")
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer server.Close()
+		a, err := association.Accept(context.Background(), server, pol, &association.AcceptOpts{Timeouts: to, Logger: discardLogger()})
+		if err != nil {
+			return
 		}
-		ents, _ := os.ReadDir(spool.TempDir())
-		if len(ents) != 0 {
-			t.Fatalf("%d temporary files left", len(ents))
-		}
+		srv.Serve(context.Background(), a)
+		a.Close()
+	}()
+	go io.Copy(io.Discard, client) // whatever the node answers
+	client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	client.Write(rq)
+	client.Write(data)
+	// net.Pipe is unbuffered: the node has read everything; hang up so
+	// that each run ends at once instead of waiting for the idle timer.
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("association did not end")
+	}
+	ents, _ := os.ReadDir(spool.TempDir())
+	if len(ents) != 0 {
+		t.Fatalf("%d temporary files left", len(ents))
 	}
 }
