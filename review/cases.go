@@ -272,7 +272,10 @@ func (s *server) worklistQuery(ctx context.Context, f worklistFilter, withReason
 		Joins("JOIN instances i ON i.id = a.instance_id").
 		Joins("JOIN series se ON se.id = i.series_id").
 		Joins("JOIN studies st ON st.id = a.study_id").
-		Joins("LEFT JOIN review_tasks rt ON rt.id = (SELECT MAX(rt2.id) FROM review_tasks rt2 WHERE rt2.analysis_id = a.id)").
+		// The latest review task of each analysis, by one aggregate over
+		// review_tasks (no correlated subquery per analysis).
+		Joins("LEFT JOIN (SELECT analysis_id, MAX(id) AS id FROM review_tasks GROUP BY analysis_id) lt ON lt.analysis_id = a.id").
+		Joins("LEFT JOIN review_tasks rt ON rt.id = lt.id").
 		Where("a.status = ?", models.AnalysisOK)
 	if f.flagged != nil {
 		q = q.Where("a.review_required = ?", *f.flagged)
