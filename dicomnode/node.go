@@ -84,6 +84,25 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// Validate reports configuration mistakes (after defaults are applied).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if err := c.policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxAssociations < 0 {
+		errs = append(errs, fmt.Errorf("max associations %d < 0", c.MaxAssociations))
+	}
+	if c.MaxObjectSize < 0 {
+		errs = append(errs, fmt.Errorf("max object size %d < 0", c.MaxObjectSize))
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+		errs = append(errs, errors.New("TLS configured without a server certificate"))
+	}
+	return errors.Join(errs...)
+}
+
 func (c Config) policy() *association.Policy {
 	return &association.Policy{
 		AETitles:     c.AETitles,
@@ -117,11 +136,11 @@ type Node struct {
 
 // New returns a Node storing received instances with store.
 func New(cfg Config, store services.StoreHandler) (*Node, error) {
-	cfg = cfg.WithDefaults()
-	pol := cfg.policy()
-	if err := pol.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dicomnode config: %w", err)
 	}
+	cfg = cfg.WithDefaults()
+	pol := cfg.policy()
 	hard, hardCancel := context.WithCancel(context.Background())
 	return &Node{
 		cfg: cfg, pol: pol, log: cfg.Logger, hard: hard, hardCancel: hardCancel,

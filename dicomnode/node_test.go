@@ -3,6 +3,7 @@ package dicomnode_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -432,3 +433,25 @@ func settleGoroutines(t *testing.T, base int) {
 }
 
 var _ = errors.New
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]dicomnode.Config{
+		"no AE title":         {},
+		"AE title too long":   {AETitles: []string{"ABCDEFGHIJKLMNOPQ"}},
+		"tiny PDU":            {AETitles: []string{"CSPINE"}, MaxPDULength: 100},
+		"caller without AE":   {AETitles: []string{"CSPINE"}, AllowedPeers: []association.Peer{{Host: "10.0.0.1"}}},
+		"TLS without cert":    {AETitles: []string{"CSPINE"}, TLS: &tls.Config{}},
+		"negative object max": {AETitles: []string{"CSPINE"}, MaxObjectSize: -1},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: validated", name)
+		}
+		if _, err := dicomnode.New(c, nil); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	if err := (dicomnode.Config{AETitles: []string{"CSPINE"}}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

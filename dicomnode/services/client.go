@@ -65,7 +65,20 @@ func (c *Client) readResponse(ctx context.Context, want dimse.CommandField, id u
 			return nil, fmt.Errorf("wait for %v: %w", want, err)
 		}
 		if m.Command.CommandField == dimse.CStoreRQ && c.Server != nil {
-			// C-GET sub-operation arriving on this association.
+			// C-GET sub-operation arriving on this association: only on a
+			// context where we were granted the SCP role.
+			if pc, ok := c.A.Context(m.ContextID); !ok || !pc.RequestorSCP {
+				if err := m.Discard(); err != nil {
+					return nil, err
+				}
+				rsp := &dimse.Command{CommandField: dimse.CStoreRSP, AffectedSOPClassUID: m.Command.AffectedSOPClassUID,
+					MessageIDBeingRespondedTo: m.Command.MessageID, AffectedSOPInstanceUID: m.Command.AffectedSOPInstanceUID,
+					Status: dimse.StatusNotAuthorized, ErrorComment: "SCP role not negotiated"}
+				if err := c.Server.respond(c.A, m, rsp); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			if err := c.Server.handleStore(ctx, c.A, m); err != nil {
 				return nil, err
 			}
