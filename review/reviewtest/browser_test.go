@@ -282,6 +282,8 @@ func TestBrowserReview(t *testing.T) {
 	require.Contains(t, textOf(bctx, t, `#reports tr[data-revision="2"]`), "pacs (STORESCP)")
 	// The page follows the delivery until the send worker has sent it.
 	waitJS(bctx, t, `document.querySelector('#reports tr[data-revision="2"] td:nth-child(3)').textContent === "sent"`)
+	require.True(t, evalBool(bctx, t, `(document.querySelector("#actions").scrollIntoView(), true)`))
+	screenshot(bctx, t, "review-decided.png")
 
 	// The amended SR in the outbox: VERIFIED, the corrected coordinates,
 	// the send job queued.
