@@ -52,11 +52,9 @@ func loadCaseFrom(ctx context.Context, st *models.Store, id int64, full bool) (*
 	if cd.study, err = st.StudyGetByID(ctx, a.StudyID); err != nil {
 		return nil, fmt.Errorf("load case %d: %w", id, err)
 	}
-	var se models.Series
-	if err := st.DB().WithContext(ctx).Take(&se, cd.instance.SeriesID).Error; err != nil {
-		return nil, fmt.Errorf("load case %d: series: %w", id, err)
+	if cd.series, err = st.SeriesGetByID(ctx, cd.instance.SeriesID); err != nil {
+		return nil, fmt.Errorf("load case %d: %w", id, err)
 	}
-	cd.series = &se
 	if cd.task, err = latestTask(ctx, st, id); err != nil {
 		return nil, err
 	}
@@ -68,15 +66,14 @@ func loadCaseFrom(ctx context.Context, st *models.Store, id int64, full bool) (*
 
 // latestTask returns the newest review task of an analysis, or nil.
 func latestTask(ctx context.Context, st *models.Store, analysisID int64) (*models.ReviewTask, error) {
-	var t models.ReviewTask
-	err := st.DB().WithContext(ctx).Where("analysis_id = ?", analysisID).Order("id DESC").Take(&t).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	t, err := st.ReviewTaskGetLatestByAnalysis(ctx, analysisID)
+	if errors.Is(err, models.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("latest review task of analysis %d: %w", analysisID, err)
 	}
-	return st.ReviewTaskGetByID(ctx, t.ID)
+	return t, nil
 }
 
 // machineLandmarks returns the machine's final landmarks in channel order
