@@ -291,6 +291,14 @@ func TestAPI(t *testing.T) {
 			r = anon.do("GET", "/api/v1/no-such-thing", nil)
 			require.Equal(t, 404, r.status)
 			require.Equal(t, "not_found", r.errCode(t))
+			r = anon.do("GET", "/api/v1/login", nil)
+			require.Equal(t, 405, r.status)
+			require.Equal(t, "POST", r.header.Get("Allow"))
+			r = anon.do("DELETE", "/api/v1/analyses/1", nil)
+			require.Equal(t, 405, r.status)
+			r = anon.do("PUT", "/api/v1/users", nil)
+			require.Equal(t, 405, r.status)
+			require.Contains(t, r.header.Get("Allow"), "GET")
 			for _, p := range []string{"/api/v1/worklist", "/api/v1/session", fmt.Sprintf("/api/v1/analyses/%d", fc.AnalysisID),
 				fmt.Sprintf("/api/v1/analyses/%d/image", fc.AnalysisID), "/api/v1/transfers", "/api/v1/users", "/api/v1/audit"} {
 				r = anon.do("GET", p, nil)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cspine/cspine/models"
@@ -68,12 +69,24 @@ func (s *server) routeTable() []route {
 }
 
 func (s *server) routes() {
+	// Paths that exist with other methods answer 405 with Allow; others 404.
+	allow := map[string][]string{}
 	for _, rt := range s.routeTable() {
 		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+		allow[rt.path] = append(allow[rt.path], rt.method)
 	}
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	other := http.NewServeMux()
+	for p, ms := range allow {
+		methods := strings.Join(ms, ", ")
+		other.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: "use " + methods})
+		})
+	}
+	other.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such API endpoint"})
 	})
+	s.mux.Handle("/api/", other)
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 }
