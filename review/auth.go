@@ -265,7 +265,7 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return err
 	}
 	s.log.Info("review: login", "request_id", c.requestID, "user_id", u.ID)
-	s.setSessionCookie(w, r, tok, int(s.cfg.SessionTTL.Seconds()))
+	s.setSessionCookie(w, r, tok, 0) // a browser-session cookie; the server ends idle sessions
 	writeJSON(w, http.StatusOK, sessionJSON{User: userOut(u), CSRFToken: se.CSRFToken, ExpiresAt: se.ExpiresAt})
 	return nil
 }
