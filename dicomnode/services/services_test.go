@@ -145,3 +145,40 @@ func TestHeaderIDs(t *testing.T) {
 		t.Fatal("garbage understood")
 	}
 }
+
+// TestSpoolStoreDuplicateAcrossSources: the same data set re-sent by another
+// AE (different Source AE Title in the file meta) is a duplicate; a changed
+// data set is a variant.
+func TestSpoolStoreDuplicateAcrossSources(t *testing.T) {
+	t.Parallel()
+	s, err := NewSpoolStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(source, data string) Kept {
+		t.Helper()
+		f, err := os.CreateTemp(s.TempDir(), "incoming-*.part")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(EncodeFileMeta(FileMeta{MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.1", MediaStorageSOPInstanceUID: "1.2.9",
+			TransferSyntaxUID: "1.2.840.10008.1.2.1", ImplementationClassUID: "2.25.1", SourceAETitle: source}))
+		f.WriteString(data)
+		f.Close()
+		defer os.Remove(f.Name())
+		k, err := s.Keep(context.Background(), &StoreRequest{SOPInstanceUID: "1.2.9", Path: f.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if k := put("GATEWAY1", "data set"); k.Duplicate || k.Variant {
+		t.Fatalf("first: %+v", k)
+	}
+	if k := put("GATEWAY2", "data set"); !k.Duplicate {
+		t.Fatalf("same data set from another AE: %+v", k)
+	}
+	if k := put("GATEWAY2", "data sex"); !k.Variant {
+		t.Fatalf("changed data set: %+v", k)
+	}
+}

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -22,9 +23,10 @@ import (
 // fsynced temporary file, then fsync of the directory), so a crash or a
 // full disk never leaves a half-written instance under a final name.
 //
-// A re-sent instance (same SOP Instance UID) with identical bytes is
-// recognised and not stored twice; one with different bytes is kept next to
-// the first as <UID>~N.dcm, since nothing received is thrown away.
+// A re-sent instance (same SOP Instance UID) with an identical data set in
+// the same transfer syntax is recognised and not stored twice, whichever AE
+// sent it; one with a different data set is kept next to the first as
+// <UID>~N.dcm, since nothing received is thrown away.
 //
 // The service layer wraps SpoolStore: call Keep, record the instance in the
 // database, and only then answer success.
@@ -155,6 +157,10 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// sameContent reports whether two kept files hold the same instance: for
+// Part-10 files the same data set in the same transfer syntax (the File
+// Meta Information may differ, e.g. the Source AE Title of a re-send
+// through another gateway); for anything else, the same bytes.
 func sameContent(a, b string) (bool, error) {
 	fa, err := os.Open(a)
 	if err != nil {
@@ -174,18 +180,38 @@ func sameContent(a, b string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if sa.Size() != sb.Size() {
+	ra, rb := bufio.NewReaderSize(fa, 64<<10), bufio.NewReaderSize(fb, 64<<10)
+	ma, na, errA := ReadFileMeta(ra)
+	mb, nb, errB := ReadFileMeta(rb)
+	if errA != nil || errB != nil {
+		if _, err := fa.Seek(0, io.SeekStart); err != nil {
+			return false, err
+		}
+		if _, err := fb.Seek(0, io.SeekStart); err != nil {
+			return false, err
+		}
+		ra.Reset(fa)
+		rb.Reset(fb)
+		na, nb = 0, 0
+	} else if ma.TransferSyntaxUID != mb.TransferSyntaxUID || ma.MediaStorageSOPClassUID != mb.MediaStorageSOPClassUID {
 		return false, nil
 	}
+	if sa.Size()-na != sb.Size()-nb {
+		return false, nil
+	}
+	return equalReaders(ra, rb)
+}
+
+func equalReaders(ra, rb io.Reader) (bool, error) {
 	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
 	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
+		na, ea := io.ReadFull(ra, ba)
+		nb, eb := io.ReadFull(rb, bb)
 		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
 			return false, nil
 		}
 		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
-			return eb == ea, nil
+			return eb == io.EOF || eb == io.ErrUnexpectedEOF, nil
 		}
 		if ea != nil {
 			return false, ea
