@@ -137,7 +137,7 @@ func Build(src dicomio.Source, res result.Result, display []float32, rows, cols 
 		if res.SpacingSource == result.SpacingImagerERMF {
 			b.Add(dicomio.Str(tag.PixelSpacingCalibrationType, "CS", "GEOMETRY"))
 			b.Add(dicomio.Str(tag.PixelSpacingCalibrationDescription, "LO",
-				"Imager Pixel Spacing / Estimated Radiographic Magnification Factor of the source"))
+				"source Imager Pixel Spacing divided by its ERMF"))
 		}
 	}
 	// Image Pixel: 8-bit RGB, interleaved.
