@@ -491,6 +491,7 @@ func TestAPI(t *testing.T) {
 			c := bob.do("GET", base+"?size=64&wc=1000&ww=100000", nil)
 			require.Equal(t, 200, a.status)
 			require.NotEqual(t, a.body, c.body)
+			require.Equal(t, 1, auditCount(t, b, "case.image"), "image access audited once per session and case")
 			for _, q := range []string{"w=0", "x=-1", "x=790&w=20", "y=999&h=5", "size=99999", "size=2", "wc=10", "ww=50",
 				"wc=1&ww=-3", "wc=abc&ww=1", "x=1.5", "wc=NaN&ww=1"} {
 				r := bob.do("GET", base+"?"+q, nil)

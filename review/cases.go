@@ -566,6 +566,9 @@ func (s *server) handleLandmarks(w http.ResponseWriter, r *http.Request, c *reqC
 	if err != nil {
 		return err
 	}
+	if err := s.audit(ctx, s.store, r, c, "case.landmarks", "analysis", id, nil, nil); err != nil {
+		return err
+	}
 	var machine []pointJSON
 	for _, l := range cd.analysis.Landmarks {
 		conf := l.Confidence

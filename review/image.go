@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/cspine/cspine/models"
 	"github.com/cspine/cspine/pipeline/decode"
@@ -319,6 +320,13 @@ func (s *server) handleImage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
+	// Image access is audited once per session and case per hour (the
+	// page fetches many renderings of one case).
+	if s.imageAudit.first(c.session.ID, id, s.now()) {
+		if err := s.audit(r.Context(), s.store, r, c, "case.image", "analysis", id, nil, nil); err != nil {
+			return err
+		}
+	}
 	g := render(ci, p)
 	var buf bytes.Buffer
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
@@ -330,4 +338,32 @@ func (s *server) handleImage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	w.Header().Set("X-Image-Scale", strconv.FormatFloat(float64(g.Rect.Dx())/float64(p.W), 'g', 8, 64))
 	_, _ = w.Write(buf.Bytes())
 	return nil
+}
+
+// auditOnce remembers which (session, analysis) pairs were audited within
+// the last hour.
+type auditOnce struct {
+	mu   sync.Mutex
+	seen map[[2]int64]time.Time
+}
+
+func (a *auditOnce) first(session, analysis int64, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen == nil {
+		a.seen = map[[2]int64]time.Time{}
+	}
+	if len(a.seen) > 10000 {
+		for k, t := range a.seen {
+			if now.Sub(t) > time.Hour {
+				delete(a.seen, k)
+			}
+		}
+	}
+	k := [2]int64{session, analysis}
+	if t, ok := a.seen[k]; ok && now.Sub(t) < time.Hour {
+		return false
+	}
+	a.seen[k] = now
+	return true
 }

@@ -128,7 +128,10 @@ type server struct {
 	now     func() time.Time
 	limiter *loginLimiter
 	images  *imageCache
-	mux     *http.ServeMux
+	// imageAudit limits image-access audit events to one per session,
+	// case and hour.
+	imageAudit auditOnce
+	mux        *http.ServeMux
 }
 
 // New returns the review tool's HTTP handler, to be mounted at "/" on the
