@@ -66,6 +66,8 @@ type truthLine struct {
 	StudyInstanceUID string `json:"study_instance_uid"`
 	Measurable       bool   `json:"measurable"`
 	Reason           string `json:"reason"`
+	SpacingSource    string `json:"spacing_source"`
+	Posture          string `json:"posture"` // "", neutral, flexion, extension
 }
 
 // phantoms generates count phantom images with `cspine phantom`.

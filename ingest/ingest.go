@@ -315,3 +315,23 @@ func (h *Header) recordParams() models.InstanceRecordParams {
 
 var _ services.StoreHandler = (*Handler)(nil)
 var _ services.TempDirer = (*Handler)(nil)
+
+// CleanIncoming removes files left in the spool's incoming directory by a
+// process that died while receiving (their senders were never answered
+// success, so they send again). Call it at start, before the node listens.
+func (h *Handler) CleanIncoming() (int, error) {
+	es, err := os.ReadDir(h.spool.TempDir())
+	if err != nil {
+		return 0, fmt.Errorf("clean incoming: %w", err)
+	}
+	n := 0
+	for _, e := range es {
+		if e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(h.spool.TempDir(), e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return n, fmt.Errorf("clean incoming: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}

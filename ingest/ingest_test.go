@@ -159,3 +159,14 @@ func TestHandleStoreNotDICOM(t *testing.T) {
 		require.Empty(t, spoolFiles(t, b.spool))
 	})
 }
+
+func TestCleanIncoming(t *testing.T) {
+	b := setup(t, storetest.SQLite(t, nil))
+	require.NoError(t, os.WriteFile(filepath.Join(b.h.TempDir(), "partial-1"), []byte("half"), 0o600))
+	n, err := b.h.CleanIncoming()
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	es, err := os.ReadDir(b.h.TempDir())
+	require.NoError(t, err)
+	require.Empty(t, es)
+}

@@ -142,6 +142,14 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 	var objs *report.Objects
 	if res.Status == result.StatusOK {
 		o, err := w.buildReports(path, res, display, rows, cols, job.CreatedAt)
+		var be *buildError
+		if errors.As(err, &be) {
+			// report.Build is a pure function of its inputs: the same input
+			// gives the same refusal and no retry can help. The job is
+			// cancelled and the instance marked failed with the reason; an
+			// operator retries it (jobs.Client.Retry) after a fix.
+			return jobs.Cancel(fmt.Errorf("analyze instance %d: %w", in.ID, err))
+		}
 		if err != nil {
 			return fmt.Errorf("analyze instance %d: %w", in.ID, err)
 		}
@@ -226,7 +234,7 @@ func (w *Analyzer) buildReports(path string, res result.Result, display []float3
 	objs, err := report.Build(ds, res, display, rows, cols, report.Options{
 		Device: w.cfg.Device, InstitutionName: w.cfg.InstitutionName, ContentTime: at.UTC()})
 	if err != nil {
-		return nil, err
+		return nil, &buildError{err}
 	}
 	dir := filepath.Join(w.cfg.DataDir, "reports")
 	for _, f := range []struct {
@@ -239,6 +247,12 @@ func (w *Analyzer) buildReports(path string, res result.Result, display []float3
 	}
 	return &objs, nil
 }
+
+// buildError is a refusal of report.Build (deterministic).
+type buildError struct{ err error }
+
+func (e *buildError) Error() string { return "build reports: " + e.err.Error() }
+func (e *buildError) Unwrap() error { return e.err }
 
 // recordReport inserts the report, its transfers and their send jobs.
 func (w *Analyzer) recordReport(ctx context.Context, tx *models.Store, a *models.Analysis, objs *report.Objects, dests []Destination) (int, error) {

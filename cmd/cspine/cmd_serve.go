@@ -458,6 +458,11 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	if k, err := h.CleanIncoming(); err != nil {
+		return nil, err
+	} else if k > 0 {
+		log.Info("removed partial files of an earlier run from the spool's incoming directory", "files", k)
+	}
 	var peers []association.Peer
 	for _, p := range cfg.DICOM.AllowedPeers {
 		peers = append(peers, association.Peer{AETitle: p.AETitle, Host: p.Host})
