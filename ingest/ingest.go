@@ -51,6 +51,11 @@ type Options struct {
 	// OnStored is called after each instance is answered success with a new
 	// row (metrics, waking the assembler). It must not block.
 	OnStored func(in *models.Instance)
+	// NodeName, when set, gives this node its own incoming directory
+	// (spool/.incoming/NodeName), so that nodes sharing one data
+	// directory never touch each other's partial files. It must be stable
+	// across restarts of the node (CleanIncoming).
+	NodeName string
 	// OnOutcome is called for every instance with its outcome: "stored",
 	// "duplicate", "variant", "rejected" or "failed" (metrics).
 	OnOutcome func(outcome string)
@@ -59,11 +64,12 @@ type Options struct {
 
 // Handler implements services.StoreHandler and services.TempDirer.
 type Handler struct {
-	store   *models.Store
-	spool   *services.SpoolStore
-	dataDir string
-	opts    Options
-	log     *slog.Logger
+	store    *models.Store
+	spool    *services.SpoolStore
+	dataDir  string
+	opts     Options
+	log      *slog.Logger
+	incoming string
 }
 
 // New returns a Handler keeping files in spool, which must lie inside
@@ -91,11 +97,23 @@ func New(store *models.Store, spool *services.SpoolStore, dataDir string, opts *
 		return nil, fmt.Errorf("ingest: spool %s is not inside the data directory %s", spool.Dir, dataDir)
 	}
 	spool.Dir = absSpool
-	return &Handler{store: store, spool: spool, dataDir: absData, opts: o, log: o.Logger}, nil
+	h := &Handler{store: store, spool: spool, dataDir: absData, opts: o, log: o.Logger, incoming: spool.TempDir()}
+	if o.NodeName != "" {
+		if strings.ContainsAny(o.NodeName, `/\`) || o.NodeName == "." || o.NodeName == ".." {
+			return nil, fmt.Errorf("ingest: node name %q is not a plain directory name", o.NodeName)
+		}
+		h.incoming = filepath.Join(spool.TempDir(), o.NodeName)
+	}
+	if err := os.MkdirAll(h.incoming, 0o750); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	return h, nil
 }
 
-// TempDir implements services.TempDirer (the spool's incoming directory).
-func (h *Handler) TempDir() string { return h.spool.TempDir() }
+// TempDir implements services.TempDirer: the spool's incoming directory
+// (this node's own when Options.NodeName is set), on the spool's file
+// system.
+func (h *Handler) TempDir() string { return h.incoming }
 
 // Outcomes reported to Options.OnOutcome.
 const (
@@ -320,14 +338,14 @@ var _ services.TempDirer = (*Handler)(nil)
 // process that died while receiving (their senders were never answered
 // success, so they send again). Call it at start, before the node listens.
 func (h *Handler) CleanIncoming() (int, error) {
-	es, err := os.ReadDir(h.spool.TempDir())
+	es, err := os.ReadDir(h.incoming)
 	if err != nil {
 		return 0, fmt.Errorf("clean incoming: %w", err)
 	}
 	n := 0
 	for _, e := range es {
 		if e.Type().IsRegular() {
-			if err := os.Remove(filepath.Join(h.spool.TempDir(), e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(filepath.Join(h.incoming, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return n, fmt.Errorf("clean incoming: %w", err)
 			}
 			n++

@@ -286,6 +286,21 @@ func nodeDevice(cfg *config.Config) dicomio.Device {
 		UID: uid, SoftwareVersion: serveVersion()}
 }
 
+// nodeName names this node's own incoming directory in a data directory
+// that several nodes share: host name and DICOM port, stable across
+// restarts.
+func nodeName(cfg *config.Config) string {
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(cfg.DICOM.Listen)
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, host+"-"+port)
+	return strings.Trim(name, ".")
+}
+
 // serveVersion is the module version of this build ("devel" for a
 // development build).
 func serveVersion() string {
@@ -453,7 +468,7 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		return nil, err
 	}
 	spool.Logger = log
-	h, err := ingest.New(n.st, spool, cfg.DataDir, &ingest.Options{Logger: log,
+	h, err := ingest.New(n.st, spool, cfg.DataDir, &ingest.Options{Logger: log, NodeName: nodeName(cfg),
 		OnOutcome: func(o string) { n.metrics.ReceivedInstances.WithLabelValues(o).Inc() }})
 	if err != nil {
 		return nil, err
