@@ -1,0 +1,100 @@
+package schedule_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cspine/cspine/jobs"
+	"github.com/cspine/cspine/models"
+	"github.com/cspine/cspine/schedule"
+	"github.com/cspine/cspine/store"
+	"github.com/cspine/cspine/store/storetest"
+)
+
+func record(t *testing.T, st *models.Store, dataDir, sop string, at time.Time) *models.Instance {
+	t.Helper()
+	rel := "spool/" + sop + ".dcm"
+	require.NoError(t, os.MkdirAll(filepath.Join(dataDir, "spool"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dataDir, rel), []byte("x"), 0o644))
+	in, err := st.InstanceRecord(context.Background(), models.InstanceRecordParams{
+		Instance: models.Instance{SOPInstanceUID: sop, SOPClassUID: "1.2.840.10008.5.1.4.1.1.1",
+			TransferSyntaxUID: "1.2.840.10008.1.2.1", SpoolPath: rel,
+			SHA256: "0000000000000000000000000000000000000000000000000000000000000000", ReceivedAt: at},
+		Study:  models.Study{StudyInstanceUID: "1.2." + sop},
+		Series: models.Series{SeriesInstanceUID: "1.3." + sop},
+	})
+	require.NoError(t, err)
+	return in
+}
+
+func TestPurge(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		st := models.NewStore(db.Gorm)
+		dataDir := t.TempDir()
+		now := store.Now()
+		old := record(t, st, dataDir, "1", now.Add(-40*24*time.Hour))
+		pending := record(t, st, dataDir, "2", now.Add(-40*24*time.Hour))
+		recent := record(t, st, dataDir, "3", now.Add(-time.Hour))
+		for _, in := range []*models.Instance{old, pending, recent} {
+			require.NoError(t, st.StudySetState(ctx, in.StudyID, models.StudyReceiving, models.StudyComplete, ""))
+		}
+		require.NoError(t, st.InstanceSetState(ctx, old.ID, models.InstanceAnalyzed, ""))
+		require.NoError(t, st.InstanceSetState(ctx, pending.ID, models.InstanceSelected, ""))
+		require.NoError(t, st.InstanceSetState(ctx, recent.ID, models.InstanceAnalyzed, ""))
+
+		s, err := schedule.New(st, jobs.NewClient(db.Gorm, jobs.ClientConfig{}), schedule.Config{SpoolDays: 30, DataDir: dataDir})
+		require.NoError(t, err)
+		n, err := s.Purge(ctx, now)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		_, err = os.Stat(filepath.Join(dataDir, old.SpoolPath))
+		require.ErrorIs(t, err, os.ErrNotExist)
+		for _, in := range []*models.Instance{pending, recent} {
+			_, err = os.Stat(filepath.Join(dataDir, in.SpoolPath))
+			require.NoError(t, err, "instance %s must be kept", in.SOPInstanceUID)
+		}
+		got, err := st.InstanceGetByID(ctx, old.ID)
+		require.NoError(t, err)
+		require.NotNil(t, got.PurgedAt)
+		n, err = s.Purge(ctx, now) // nothing left to purge
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.NoError(t, s.Summary(ctx, now))
+		require.NoError(t, s.Sweep(ctx))
+	})
+}
+
+func TestEnqueuePullOncePerTick(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		jc := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+		st := models.NewStore(db.Gorm)
+		cfg := schedule.Config{Pull: "*/15 * * * *", PullPeer: "PACS", Lookback: time.Hour}
+		a, err := schedule.New(st, jc, cfg)
+		require.NoError(t, err)
+		b, err := schedule.New(st, jc, cfg) // a second node
+		require.NoError(t, err)
+		tick := time.Date(2026, 11, 27, 12, 15, 0, 0, time.UTC)
+		require.NoError(t, a.EnqueuePull(ctx, tick))
+		require.NoError(t, b.EnqueuePull(ctx, tick.Add(2*time.Second)))
+		js, err := jc.List(ctx, jobs.ListParams{Kind: jobs.KindPull})
+		require.NoError(t, err)
+		require.Len(t, js, 1)
+		args, err := jobs.DecodeArgs[jobs.PullArgs](&js[0])
+		require.NoError(t, err)
+		require.Equal(t, "PACS", args.Peer)
+		require.True(t, args.Since.Equal(tick.Add(-time.Hour)))
+	})
+}
+
+func TestNewRejectsBadSchedule(t *testing.T) {
+	t.Parallel()
+	_, err := schedule.New(nil, nil, schedule.Config{RetrySweep: "every minute please"})
+	require.Error(t, err)
+}
