@@ -169,3 +169,44 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("objects delivered twice (kill between acknowledgement and record): %d %s", len(dups), strings.Join(dups, " "))
 	require.LessOrEqual(t, len(dups), 2*4, "at most the in-flight deliveries of one kill are repeated")
 }
+
+// TestDeadLetterManualRetry: a study is assembled on demand (cspine queue
+// complete-study, the quiet time being an hour); its delivery fails until
+// the transfer is dead (2 attempts); once the destination is back, an
+// operator's manual retry (cspine queue retry-transfer) delivers it.
+func TestDeadLetterManualRetry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end (-short)")
+	}
+	dir := t.TempDir()
+	lat, _ := lateralAndAP(t, dir)
+	db := newDatabase(t, store.SQLite)
+	destPort := dicomnodetest.FreePort(t)
+	n := startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"), QuietTime: time.Hour, MaxAttempts: 2,
+		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", destPort)}})
+	storescu(t, "PACS", n.DICOMPort, lat.File)
+	time.Sleep(2 * time.Second)
+	require.Zero(t, db.count(t, &models.Job{}, ""), "nothing may be assembled before the quiet time")
+	require.Contains(t, n.cli(t, "queue", "complete-study", lat.StudyInstanceUID), "study assembled")
+
+	waitFor(t, 60*time.Second, "the transfer to be dead", func() bool {
+		return db.count(t, &models.Transfer{}, "status = ?", models.TransferDead) == 1
+	})
+	require.Contains(t, n.metrics(t), `cspine_send_failures_total{outcome="dead"} 1`)
+	status := n.cli(t, "queue", "status")
+	require.Regexp(t, `dead\s+1`, status)
+
+	dest := filepath.Join(dir, "pacs")
+	storescp(t, "PACS", dest, destPort)
+	var trs []models.Transfer
+	require.NoError(t, db.DB.Gorm.Find(&trs).Error)
+	require.Len(t, trs, 1)
+	n.cli(t, "queue", "retry-transfer", itoa(int(trs[0].ID)))
+	waitFor(t, 30*time.Second, "delivery after the manual retry", func() bool {
+		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) == 1
+	})
+	time.Sleep(time.Second)
+	r := received(t, dest)
+	require.Len(t, r["SR"], 1)
+	require.Len(t, r["SC"], 1)
+}

@@ -137,6 +137,8 @@ type nodeOpts struct {
 	Extra        string // more YAML
 	// PullSchedule is schedules.pull ("" disables pulling).
 	PullSchedule string
+	// MaxAttempts of each job (default 30).
+	MaxAttempts int
 	// DICOMPort and HTTPPort: 0 picks free ports.
 	DICOMPort, HTTPPort int
 }
@@ -159,6 +161,9 @@ func startNode(t testing.TB, o nodeOpts) *node {
 	}
 	if o.QuietTime == 0 {
 		o.QuietTime = time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 30
 	}
 	if o.DICOMPort == 0 {
 		o.DICOMPort = dicomnodetest.FreePort(t)
@@ -187,7 +192,7 @@ jobs:
   lease: 4s
   backoff_base: 500ms
   backoff_max: 2s
-  max_attempts: 30
+  max_attempts: %d
 schedules:
   pull: %q
   retry_sweep: "@every 2s"
@@ -197,7 +202,7 @@ log:
   level: info
   format: json
 destinations:
-%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.HTTPPort, o.DSN, o.QuietTime, o.PullSchedule, dests.String(), o.Extra)
+%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.HTTPPort, o.DSN, o.QuietTime, o.MaxAttempts, o.PullSchedule, dests.String(), o.Extra)
 	require.NoError(t, os.MkdirAll(o.DataDir, 0o755))
 	require.NoError(t, os.WriteFile(configPath(o), []byte(cfg), 0o600))
 	n := &node{t: t, opts: o, DICOMPort: o.DICOMPort, HTTPPort: o.HTTPPort,
@@ -283,6 +288,16 @@ func (n *node) kill() {
 	_ = n.cmd.Process.Kill()
 	<-n.done
 	n.cmd = nil
+}
+
+// cli runs a cspine subcommand with the node's configuration.
+func (n *node) cli(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{args[0], "--config", configPath(n.opts)}, args[1:]...)...)
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "cspine %v: %s", args, out)
+	return string(out)
 }
 
 // logContains reports whether the node's log has a line with s.

@@ -175,22 +175,30 @@ func readMeta(path string) (services.FileMeta, error) {
 }
 
 // RetryTransfer is the manual retry of a failed or dead transfer: it
-// resets its attempts and makes its send job run now.
-func (s *Sender) RetryTransfer(ctx context.Context, transferID int64, jc *jobs.Client) error {
-	tr, err := s.st.TransferGetByID(ctx, transferID)
+// resets its attempts and makes its send job run now (a new send job when
+// the old one is gone).
+func RetryTransfer(ctx context.Context, st *models.Store, jc *jobs.Client, transferID int64) error {
+	tr, err := st.TransferGetByID(ctx, transferID)
 	if err != nil {
 		return fmt.Errorf("retry transfer: %w", err)
 	}
-	if err := s.st.TransferReset(ctx, transferID); err != nil {
-		return fmt.Errorf("retry transfer: %w", err)
-	}
-	if tr.JobID == nil {
-		return fmt.Errorf("retry transfer %d: no send job", transferID)
-	}
-	if _, err := jc.Retry(ctx, *tr.JobID); err != nil {
+	if err := st.TransferReset(ctx, transferID); err != nil {
 		return fmt.Errorf("retry transfer %d: %w", transferID, err)
 	}
-	return nil
+	if tr.JobID != nil {
+		if _, err := jc.Retry(ctx, *tr.JobID); err == nil || !errors.Is(err, jobs.ErrNotFound) {
+			if err != nil {
+				return fmt.Errorf("retry transfer %d: %w", transferID, err)
+			}
+			return nil
+		}
+	}
+	ins, err := jc.Insert(ctx, jobs.InsertParams{Kind: jobs.KindSend, Args: jobs.SendArgs{TransferID: tr.ID},
+		UniqueKey: fmt.Sprintf("%s:retry:%d", jobs.SendKey(tr.ID), time.Now().UnixNano()), Priority: 1})
+	if err != nil {
+		return fmt.Errorf("retry transfer %d: %w", transferID, err)
+	}
+	return st.TransferSetJob(ctx, tr.ID, ins.Job.ID)
 }
 
 // Finisher keeps the database's view of transfers and instances in step
