@@ -59,8 +59,9 @@ func benchServe(b *testing.B, dialect string, files []string, dir string) {
 		Joins("JOIN analyses ON analyses.id = reports.analysis_id").
 		Joins("JOIN studies ON studies.id = analyses.study_id").Scan(&rows).Error)
 	require.Len(b, rows, len(files))
-	var first, last time.Time
-	require.NoError(b, db.DB.Gorm.Model(&models.Instance{}).Select("MIN(received_at)").Scan(&first).Error)
+	var firstIn models.Instance
+	require.NoError(b, db.DB.Gorm.Order("received_at, id").First(&firstIn).Error)
+	first, last := firstIn.ReceivedAt, time.Time{}
 	lat := make([]float64, len(rows))
 	for i, r := range rows {
 		lat[i] = r.SentAt.Sub(r.CompletedAt).Seconds()

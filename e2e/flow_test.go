@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -80,6 +82,11 @@ func TestStoreAnalyzeSend(t *testing.T) {
 				tr, err := db.St.TransferGetByID(ctxb(), trs[0].ID)
 				return err == nil && tr.Status == models.TransferSent
 			})
+			sent, err := db.St.TransferGetByID(ctxb(), trs[0].ID)
+			require.NoError(t, err)
+			st2, err := db.St.StudyGetByID(ctxb(), study.ID)
+			require.NoError(t, err)
+			t.Logf("one study, idle node: study complete → reports acknowledged in %v", sent.SentAt.Sub(*st2.CompletedAt).Round(time.Millisecond))
 			if an.ReviewRequired {
 				require.Equal(t, int64(1), db.count(t, &models.ReviewTask{}, "analysis_id = ?", an.ID))
 			}
@@ -95,6 +102,14 @@ func TestStoreAnalyzeSend(t *testing.T) {
 			}
 			out, _ := dicomnodetest.Run(t, false, "dsrdump", r["SR"][0])
 			require.Contains(t, out, "Imaging Measurement Report")
+
+			// The review UI (package review) is mounted at "/" on the HTTP port.
+			for _, path := range []string{"/", "/api/v1/openapi.json"} {
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path))
+				require.NoError(t, err)
+				resp.Body.Close()
+				require.Equal(t, 200, resp.StatusCode, path)
+			}
 
 			m := n.metrics(t)
 			require.Contains(t, m, `cspine_received_instances_total{outcome="stored"} 2`)

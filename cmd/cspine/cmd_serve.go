@@ -31,6 +31,7 @@ import (
 	"github.com/cspine/cspine/pipeline/result"
 	"github.com/cspine/cspine/pipeline/stages"
 	"github.com/cspine/cspine/report/dicomio"
+	"github.com/cspine/cspine/review"
 	"github.com/cspine/cspine/schedule"
 	"github.com/cspine/cspine/store"
 	"github.com/cspine/cspine/worker"
@@ -330,6 +331,9 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
 	n.st = models.NewStore(n.db.Gorm)
+	if err := bootstrapAdmin(ctx, n.st, cfg, log); err != nil {
+		return nil, err
+	}
 
 	// The measuring instrument.
 	dir, err := modelDir(cfg)
@@ -504,7 +508,11 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	n.httpSrv = &http.Server{Handler: ops.Handler(ops.HandlerOpts{Metrics: n.metrics, UI: reviewUI(n, log),
+	ui, err := reviewUI(n, log)
+	if err != nil {
+		return nil, fmt.Errorf("review ui: %w", err)
+	}
+	n.httpSrv = &http.Server{Handler: ops.Handler(ops.HandlerOpts{Metrics: n.metrics, UI: ui,
 		Ready: map[string]ops.Check{"database": n.db.Ping}}),
 		ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
@@ -513,13 +521,36 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	return n, nil
 }
 
-// reviewUI returns the review UI to mount at "/".
-//
-// HOOK(review): package review (issue 8) is not in the tree yet. When it
-// lands, return review.New(...) here, built from n.st, n.jc and the HTTP
-// settings (n.cfg.HTTP, n.cfg.Secrets); ops.Handler mounts it at "/".
-func reviewUI(n *node, log *slog.Logger) http.Handler {
+// bootstrapAdmin creates the first administrator account ("admin") from
+// CSPINE_ADMIN_PASSWORD when the database has no account yet.
+func bootstrapAdmin(ctx context.Context, st *models.Store, cfg *config.Config, log *slog.Logger) error {
+	if cfg.Secrets.AdminPassword == "" {
+		return nil
+	}
+	users, err := st.UserList(ctx)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return nil
+	}
+	if _, err := review.CreateUser(ctx, st, "admin", "Administrator", "admin", cfg.Secrets.AdminPassword); err != nil {
+		return fmt.Errorf("create the first administrator: %w", err)
+	}
+	log.Info("created the first administrator account", "username", "admin")
 	return nil
+}
+
+// reviewUI builds the review UI of package review (issue 8), mounted at
+// "/" by ops.Handler: worklist, case view and the /api/v1 JSON API. Amended
+// reports go to the destinations of the report they amend, through the
+// same durable send queue.
+func reviewUI(n *node, log *slog.Logger) (http.Handler, error) {
+	cfg := n.cfg
+	return review.New(review.Deps{DB: n.db.Gorm, Logger: log, DataDir: cfg.DataDir,
+		Outbox: review.SameDestinations{MaxAttempts: cfg.Jobs.MaxAttempts}, Notify: n.notify,
+		Device: nodeDevice(cfg),
+		Config: review.Config{SecureCookies: cfg.HTTP.BehindTLSProxy || cfg.HTTP.TLS.Enabled, SessionTTL: cfg.HTTP.SessionTTL}})
 }
 
 func (n *node) run(ctx context.Context) error {
