@@ -51,7 +51,11 @@ func TestDestinationDown(t *testing.T) {
 	destPort := dicomnodetest.FreePort(t)
 	dest := filepath.Join(dir, "pacs")
 	n := startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
-		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", destPort)}})
+		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", destPort)}, Args: []string{"--allow", "PACS@127.0.0.1"}})
+	// Only PACS@127.0.0.1 may call (--allow): another AE title is rejected.
+	out, err := dicomnodetest.Run(t, true, "storescu", "-aet", "INTRUDER", "-aec", "CSPINE", "127.0.0.1", itoa(n.DICOMPort), lat.File)
+	require.Error(t, err, "a caller not allowed was accepted: %s", out)
+	require.Contains(t, out, "Association Rejected")
 	storescu(t, "PACS", n.DICOMPort, lat.File)
 
 	waitFor(t, 60*time.Second, "two failed delivery attempts", func() bool {

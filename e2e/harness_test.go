@@ -139,6 +139,8 @@ type nodeOpts struct {
 	PullSchedule string
 	// MaxAttempts of each job (default 30).
 	MaxAttempts int
+	// Args are extra command-line flags of cspine serve.
+	Args []string
 	// DICOMPort and HTTPPort: 0 picks free ports.
 	DICOMPort, HTTPPort int
 }
@@ -231,7 +233,7 @@ func (n *node) start() {
 	t.Helper()
 	lf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(t, err)
-	n.cmd = exec.Command(binary(t), "serve", "--config", configPath(n.opts))
+	n.cmd = exec.Command(binary(t), append([]string{"serve", "--config", configPath(n.opts)}, n.opts.Args...)...)
 	n.cmd.Dir = repoRoot(t)
 	n.cmd.Stdout, n.cmd.Stderr = lf, lf
 	n.cmd.Env = append(os.Environ(), "CSPINE_ORT_LIB="+filepath.Join(repoRoot(t), "third_party/onnxruntime/libonnxruntime.so.1"))
