@@ -123,10 +123,16 @@ func (s *Scheduler) EnqueuePull(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// Sweep takes back jobs whose workers died and reports dead jobs.
+// Sweep takes back jobs whose workers died, brings transfers and
+// instances in line with jobs that ended for good without a worker to
+// record it (a job whose last lease expired is dead without its handler
+// having run), and reports dead jobs.
 func (s *Scheduler) Sweep(ctx context.Context) error {
 	n, err := s.jc.RescueExpired(ctx)
 	if err != nil {
+		return fmt.Errorf("retry sweep: %w", err)
+	}
+	if err := s.reconcile(ctx); err != nil {
 		return fmt.Errorf("retry sweep: %w", err)
 	}
 	counts, err := s.jc.Counts(ctx)
@@ -139,6 +145,54 @@ func (s *Scheduler) Sweep(ctx context.Context) error {
 	}
 	if n > 0 || dead > 0 {
 		s.log.Info("retry sweep", "rescued", n, "dead_jobs", dead)
+	}
+	return nil
+}
+
+// reconcile marks dead the transfers whose send job is dead or cancelled,
+// and failed the selected instances whose analyze job is.
+func (s *Scheduler) reconcile(ctx context.Context) error {
+	db := s.st.DB().WithContext(ctx)
+	ended := []models.JobState{models.JobDead, models.JobCancelled}
+	now := store.Now()
+	res := db.Model(&models.Transfer{}).
+		Where("status IN ? AND job_id IN (?)",
+			[]models.TransferStatus{models.TransferPending, models.TransferSending, models.TransferFailed},
+			db.Model(&models.Job{}).Select("id").Where("kind = ? AND state IN ?", jobs.KindSend, ended)).
+		Updates(map[string]any{"status": models.TransferDead, "next_attempt_at": nil, "updated_at": now})
+	if res.Error != nil {
+		return fmt.Errorf("reconcile transfers: %w", res.Error)
+	}
+	var selected []models.Instance
+	if err := db.Where("state = ?", models.InstanceSelected).Order("id").Limit(1000).Find(&selected).Error; err != nil {
+		return fmt.Errorf("reconcile instances: %w", err)
+	}
+	fixed := 0
+	for _, in := range selected {
+		var j models.Job
+		err := db.Where("kind = ? AND state IN ? AND args LIKE ?", jobs.KindAnalyze, ended,
+			fmt.Sprintf(`{"instance_id":%d,%%`, in.ID)).Order("id DESC").Take(&j).Error
+		if err != nil {
+			continue // none ended: still to run (or not found)
+		}
+		// Only when no other analyze job of the instance is still alive.
+		var alive int64
+		if err := db.Model(&models.Job{}).Where("kind = ? AND state IN ? AND args LIKE ?", jobs.KindAnalyze,
+			[]models.JobState{models.JobAvailable, models.JobRunning, models.JobCompleted},
+			fmt.Sprintf(`{"instance_id":%d,%%`, in.ID)).Count(&alive).Error; err != nil || alive > 0 {
+			continue
+		}
+		reason := j.LastError
+		if reason == "" {
+			reason = "analysis job " + string(j.State)
+		}
+		if err := s.st.InstanceSetState(ctx, in.ID, models.InstanceFailed, reason); err != nil {
+			return fmt.Errorf("reconcile instance %d: %w", in.ID, err)
+		}
+		fixed++
+	}
+	if res.RowsAffected > 0 || fixed > 0 {
+		s.log.Info("retry sweep reconciled", "transfers_dead", res.RowsAffected, "instances_failed", fixed)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -98,3 +99,53 @@ func TestNewRejectsBadSchedule(t *testing.T) {
 	_, err := schedule.New(nil, nil, schedule.Config{RetrySweep: "every minute please"})
 	require.Error(t, err)
 }
+
+// A job whose last lease expired ends dead without its handler running:
+// the sweep records the dead transfer and the failed instance.
+func TestSweepReconciles(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		st := models.NewStore(db.Gorm)
+		jc := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+		dataDir := t.TempDir()
+		now := store.Now()
+		a := record(t, st, dataDir, "11", now)
+		b := record(t, st, dataDir, "12", now)
+		for _, in := range []*models.Instance{a, b} {
+			require.NoError(t, st.InstanceSetState(ctx, in.ID, models.InstanceSelected, ""))
+			_, err := jobs.Insert(ctx, db.Gorm, jobs.InsertParams{Kind: jobs.KindAnalyze,
+				Args: jobs.AnalyzeArgs{InstanceID: in.ID, SOPInstanceUID: in.SOPInstanceUID, ModelName: "m", ModelVersion: "1", Mode: "hierarchical"}})
+			require.NoError(t, err)
+		}
+		an := &models.Analysis{InstanceID: b.ID, StudyID: b.StudyID, ModelName: "m", ModelVersion: "0", Mode: "hierarchical",
+			Status: models.AnalysisOK, StartedAt: now, FinishedAt: now}
+		require.NoError(t, st.AnalysisInsert(ctx, an))
+		rep := &models.Report{AnalysisID: an.ID, SRSOPInstanceUID: "1.2.99", SRSeriesInstanceUID: "1.2.98"}
+		require.NoError(t, st.ReportInsert(ctx, rep))
+		tr := &models.Transfer{ReportID: rep.ID, Destination: "PACS", AETitle: "PACS", Host: "127.0.0.1", Port: 104}
+		require.NoError(t, st.TransferInsert(ctx, tr))
+		sj, err := jobs.Insert(ctx, db.Gorm, jobs.InsertParams{Kind: jobs.KindSend, Args: jobs.SendArgs{TransferID: tr.ID}})
+		require.NoError(t, err)
+		require.NoError(t, st.TransferSetJob(ctx, tr.ID, sj.Job.ID))
+		require.NoError(t, st.TransferMarkSending(ctx, tr.ID))
+		// a's analysis and the send job died with their workers.
+		require.NoError(t, db.Gorm.Exec("UPDATE jobs SET state = 'dead', last_error = 'lease expired' WHERE kind = 'send' OR args LIKE ?",
+			`{"instance_id":`+itoa(a.ID)+`,%`).Error)
+
+		s, err := schedule.New(st, jc, schedule.Config{})
+		require.NoError(t, err)
+		require.NoError(t, s.Sweep(ctx))
+		got, err := st.TransferGetByID(ctx, tr.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.TransferDead, got.Status)
+		ia, err := st.InstanceGetByID(ctx, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.InstanceFailed, ia.State)
+		require.Equal(t, "lease expired", ia.StateReason)
+		ib, err := st.InstanceGetByID(ctx, b.ID)
+		require.NoError(t, err)
+		require.Equal(t, models.InstanceSelected, ib.State, "its analysis job is still available")
+	})
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
