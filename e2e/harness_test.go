@@ -376,11 +376,20 @@ func newDatabase(t *testing.T, dialect string) *database {
 func (d *database) count(t testing.TB, model any, where string, args ...any) int64 {
 	t.Helper()
 	var n int64
-	q := d.DB.Gorm.WithContext(context.Background()).Model(model)
-	if where != "" {
-		q = q.Where(where, args...)
+	var err error
+	// A few tries: the test's own connections break when a test restarts
+	// the database server.
+	for try := 0; try < 10; try++ {
+		q := d.DB.Gorm.WithContext(context.Background()).Model(model)
+		if where != "" {
+			q = q.Where(where, args...)
+		}
+		if err = q.Count(&n).Error; err == nil {
+			return n
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
-	require.NoError(t, q.Count(&n).Error)
+	require.NoError(t, err)
 	return n
 }
 

@@ -116,13 +116,15 @@ func TestPostgresRestart(t *testing.T) {
 		"127.0.0.1", itoa(n.DICOMPort)}, files...)...)
 	send.Env = dicomnodetest.DCMTKEnv(t, false)
 	require.NoError(t, send.Start())
-	waitFor(t, 60*time.Second, "work under way", func() bool {
-		return db.count(t, &models.Analysis{}, "") >= 2
+	waitFor(t, 60*time.Second, "receiving under way", func() bool {
+		return db.count(t, &models.Instance{}, "") >= 3
 	})
 	t.Logf("restarting PostgreSQL with %d instances received, %d analysed",
 		db.count(t, &models.Instance{}, ""), db.count(t, &models.Analysis{}, ""))
 	pg.pgctl(t, "restart", "-m", "fast")
 	_ = send.Wait()
+	refused := db.count(t, &models.Instance{}, "")
+	t.Logf("after the restart the first send had %d of %d instances stored", refused, len(files))
 	// The sender re-sends what was refused while the database was away
 	// (instances already stored are recognised as duplicates).
 	storescu(t, "PACS", n.DICOMPort, files...)
