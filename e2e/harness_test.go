@@ -141,6 +141,8 @@ type nodeOpts struct {
 	MaxAttempts int
 	// Args are extra command-line flags of cspine serve.
 	Args []string
+	// DICOMExtra is more YAML inside the dicom: mapping (indented by 2).
+	DICOMExtra string
 	// DICOMPort and HTTPPort: 0 picks free ports.
 	DICOMPort, HTTPPort int
 }
@@ -184,7 +186,7 @@ func startNode(t testing.TB, o nodeOpts) *node {
 dicom:
   listen: 127.0.0.1:%d
   ae_title: %s
-http:
+%shttp:
   listen: 127.0.0.1:%d
 database:
   dsn: %q
@@ -204,7 +206,7 @@ log:
   level: info
   format: json
 destinations:
-%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.HTTPPort, o.DSN, o.QuietTime, o.MaxAttempts, o.PullSchedule, dests.String(), o.Extra)
+%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.DICOMExtra, o.HTTPPort, o.DSN, o.QuietTime, o.MaxAttempts, o.PullSchedule, dests.String(), o.Extra)
 	require.NoError(t, os.MkdirAll(o.DataDir, 0o755))
 	require.NoError(t, os.WriteFile(configPath(o), []byte(cfg), 0o600))
 	n := &node{t: t, opts: o, DICOMPort: o.DICOMPort, HTTPPort: o.HTTPPort,
