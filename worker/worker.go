@@ -106,8 +106,7 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 		return err
 	}
 	if args.ModelName != w.cfg.ModelName || args.ModelVersion != w.cfg.ModelVersion {
-		// A node running other models must not answer for this version.
-		return jobs.Snooze(time.Minute)
+		return w.foreignModel(ctx, job, args)
 	}
 	in, err := w.st.InstanceGetByID(ctx, args.InstanceID)
 	if errors.Is(err, models.ErrNotFound) {
@@ -210,6 +209,42 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 		w.cfg.Notify()
 	}
 	return nil // completed in the transaction above
+}
+
+// ForeignModelWait is how long an analyze job for models this node does
+// not run is left to the nodes that run them (a rolling upgrade) before
+// this node takes it over with its own models.
+const ForeignModelWait = 10 * time.Minute
+
+// foreignModel handles a job enqueued for other models than this node's:
+// a node never answers for another version. During a rolling upgrade the
+// job waits for a node with those models; after ForeignModelWait (the old
+// models are gone) it is replaced by a job for this node's models, in one
+// transaction, and completed.
+func (w *Analyzer) foreignModel(ctx context.Context, job *models.Job, args jobs.AnalyzeArgs) error {
+	if time.Since(job.CreatedAt) < ForeignModelWait {
+		return jobs.Snooze(30 * time.Second)
+	}
+	err := w.st.InTx(ctx, func(tx *models.Store) error {
+		_, err := jobs.Insert(ctx, tx.DB(), jobs.InsertParams{Kind: jobs.KindAnalyze,
+			Args: jobs.AnalyzeArgs{InstanceID: args.InstanceID, SOPInstanceUID: args.SOPInstanceUID,
+				ModelName: w.cfg.ModelName, ModelVersion: w.cfg.ModelVersion, Mode: args.Mode},
+			UniqueKey:   jobs.AnalyzeKey(args.SOPInstanceUID, w.cfg.ModelName, w.cfg.ModelVersion, args.Mode),
+			MaxAttempts: job.MaxAttempts})
+		if err != nil {
+			return err
+		}
+		return jobs.CompleteTx(ctx, tx.DB().WithContext(ctx), job, time.Time{})
+	})
+	if err != nil {
+		return fmt.Errorf("re-enqueue analysis for %s %s: %w", w.cfg.ModelName, w.cfg.ModelVersion, err)
+	}
+	w.log.Info("analysis re-enqueued for this node's models", "job_id", job.ID, "instance_id", args.InstanceID,
+		"from_version", args.ModelVersion, "to_version", w.cfg.ModelVersion)
+	if w.cfg.Notify != nil {
+		w.cfg.Notify()
+	}
+	return nil
 }
 
 // analyze runs the pipeline and returns the result with the display image

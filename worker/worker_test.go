@@ -167,3 +167,52 @@ func count(t *testing.T, db *store.DB, model any) int64 {
 	require.NoError(t, db.Gorm.Model(model).Count(&n).Error)
 	return n
 }
+
+// A job for other models waits for the nodes that run them; once they are
+// gone (ForeignModelWait), it is replaced by a job for this node's models.
+func TestAnalyzeForeignModel(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		st := models.NewStore(db.Gorm)
+		models_ := pipelinetest.Models(t)
+		an, err := pipeline.New(models_, pipeline.Config{})
+		require.NoError(t, err)
+		info := models_.Info()
+		in, err := st.InstanceRecord(ctx, models.InstanceRecordParams{
+			Instance: models.Instance{SOPInstanceUID: "1.2.3.4", SOPClassUID: "1.2.840.10008.5.1.4.1.1.1",
+				TransferSyntaxUID: "1.2.840.10008.1.2.1", SpoolPath: "spool/x.dcm",
+				SHA256: "0000000000000000000000000000000000000000000000000000000000000000"},
+			Study: models.Study{StudyInstanceUID: "1.2.3"}, Series: models.Series{SeriesInstanceUID: "1.2.3.1"},
+		})
+		require.NoError(t, err)
+		_, err = jobs.Insert(ctx, db.Gorm, jobs.InsertParams{Kind: jobs.KindAnalyze,
+			Args: jobs.AnalyzeArgs{InstanceID: in.ID, SOPInstanceUID: in.SOPInstanceUID, ModelName: info.Name,
+				ModelVersion: "0.0.1-old", Mode: result.ModeHierarchical},
+			UniqueKey: jobs.AnalyzeKey(in.SOPInstanceUID, info.Name, "0.0.1-old", result.ModeHierarchical)})
+		require.NoError(t, err)
+		w, err := worker.NewAnalyzer(st, worker.AnalyzerConfig{DataDir: t.TempDir(), Pipeline: an, ModelName: info.Name,
+			ModelVersion: info.Version, Device: dicomio.Device{Manufacturer: "m", ModelName: "cspine", Name: "CSPINE",
+				UID: "1.2.3.4.5", SoftwareVersion: "test"}, Route: func(string) []worker.Destination { return nil }})
+		require.NoError(t, err)
+		jc := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+
+		claimed, err := jc.Claim(ctx, "n", []string{jobs.KindAnalyze}, 1, time.Minute)
+		require.NoError(t, err)
+		require.Len(t, claimed, 1)
+		require.Error(t, w.Work(ctx, claimed[0]), "a fresh job for other models must wait (snooze)")
+		require.Equal(t, int64(1), count(t, db, &models.Job{}))
+
+		claimed[0].CreatedAt = time.Now().Add(-worker.ForeignModelWait - time.Minute)
+		require.NoError(t, w.Work(ctx, claimed[0]))
+		old, err := jc.Get(ctx, claimed[0].ID)
+		require.NoError(t, err)
+		require.Equal(t, models.JobCompleted, old.State)
+		js, err := jc.List(ctx, jobs.ListParams{State: models.JobAvailable, Kind: jobs.KindAnalyze})
+		require.NoError(t, err)
+		require.Len(t, js, 1)
+		args, err := jobs.DecodeArgs[jobs.AnalyzeArgs](&js[0])
+		require.NoError(t, err)
+		require.Equal(t, info.Version, args.ModelVersion)
+		require.Equal(t, in.ID, args.InstanceID)
+	})
+}
