@@ -143,6 +143,8 @@ type nodeOpts struct {
 	Args []string
 	// DICOMExtra is more YAML inside the dicom: mapping (indented by 2).
 	DICOMExtra string
+	// Env is added to the node's environment.
+	Env []string
 	// DICOMPort and HTTPPort: 0 picks free ports.
 	DICOMPort, HTTPPort int
 }
@@ -238,7 +240,7 @@ func (n *node) start() {
 	n.cmd = exec.Command(binary(t), append([]string{"serve", "--config", configPath(n.opts)}, n.opts.Args...)...)
 	n.cmd.Dir = repoRoot(t)
 	n.cmd.Stdout, n.cmd.Stderr = lf, lf
-	n.cmd.Env = append(os.Environ(), "CSPINE_ORT_LIB="+filepath.Join(repoRoot(t), "third_party/onnxruntime/libonnxruntime.so.1"))
+	n.cmd.Env = append(append(os.Environ(), "CSPINE_ORT_LIB="+filepath.Join(repoRoot(t), "third_party/onnxruntime/libonnxruntime.so.1")), n.opts.Env...)
 	require.NoError(t, n.cmd.Start())
 	n.done = make(chan error, 1)
 	go func(c *exec.Cmd, f *os.File) { n.done <- c.Wait(); f.Close() }(n.cmd, lf)
