@@ -126,6 +126,12 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 		return jobs.Cancel(fmt.Errorf("instance %d: spool file purged", in.ID))
 	}
 	path := filepath.Join(w.cfg.DataDir, filepath.FromSlash(in.SpoolPath))
+	if _, err := os.Stat(path); err != nil {
+		// A missing spool file is an operational fault (a shared data
+		// directory not mounted, a file removed by hand), not a property of
+		// the image: retry, and let the job die visibly if it persists.
+		return fmt.Errorf("analyze instance %d: spool file: %w", in.ID, err)
+	}
 	opts := pipeline.Options{SingleStage: args.Mode == result.ModeSingleStage}
 	started := time.Now()
 	res, display, rows, cols := w.analyze(ctx, path, opts)
