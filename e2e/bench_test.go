@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -23,9 +24,14 @@ import (
 //	                 (complete = quiet time after its last instance, 1 s here)
 //
 // on each database. Run: go test ./e2e -run '^$' -bench Serve -benchtime 1x
+// (CSPINE_BENCH_FULLSIZE=1: phantoms of 1000–3000 pixels a side instead).
 func BenchmarkServe(b *testing.B) {
 	dir := b.TempDir()
-	base := laterals(phantoms(b, filepath.Join(dir, "ph"), 16, 13, 0))
+	size := "1000x1200"
+	if os.Getenv("CSPINE_BENCH_FULLSIZE") != "" {
+		size = "" // the phantom's own sizes, 1000–3000 pixels a side
+	}
+	base := laterals(phantomsSized(b, filepath.Join(dir, "ph"), 16, 13, 0, size))
 	require.NotEmpty(b, base)
 	files := studies(b, base, 200, filepath.Join(dir, "studies"))
 	for _, dialect := range []string{store.Postgres, store.SQLite} {

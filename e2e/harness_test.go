@@ -73,8 +73,19 @@ type truthLine struct {
 // phantoms generates count phantom images with `cspine phantom`.
 func phantoms(t testing.TB, dir string, count int, seed uint64, negatives float64) []truthLine {
 	t.Helper()
-	cmd := exec.Command(binary(t), "phantom", "--count", strconv.Itoa(count), "--seed", strconv.FormatUint(seed, 10),
-		"--out", dir, "--negatives", strconv.FormatFloat(negatives, 'f', -1, 64), "--size", "1000x1200", "--workers", "2")
+	return phantomsSized(t, dir, count, seed, negatives, "1000x1200")
+}
+
+// phantomsSized is phantoms with a fixed size COLSxROWS, or "" for the
+// phantom's own sizes (1000–3000 pixels a side).
+func phantomsSized(t testing.TB, dir string, count int, seed uint64, negatives float64, size string) []truthLine {
+	t.Helper()
+	args := []string{"phantom", "--count", strconv.Itoa(count), "--seed", strconv.FormatUint(seed, 10),
+		"--out", dir, "--negatives", strconv.FormatFloat(negatives, 'f', -1, 64), "--workers", "2"}
+	if size != "" {
+		args = append(args, "--size", size)
+	}
+	cmd := exec.Command(binary(t), args...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "cspine phantom: %s", out)
 	f, err := os.Open(filepath.Join(dir, "truth.jsonl"))
@@ -277,7 +288,11 @@ func (n *node) stop() {
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-n.done:
+	case err := <-n.done:
+		// Graceful shutdown ends with exit status 0.
+		if err != nil {
+			n.t.Errorf("cspine serve exited with %v after SIGTERM", err)
+		}
 	case <-time.After(40 * time.Second):
 		_ = n.cmd.Process.Kill()
 		<-n.done
