@@ -116,21 +116,25 @@ func TestCrashRecovery(t *testing.T) {
 	storescu(t, "PACS", n.DICOMPort, files...) // the sender re-sends the study
 
 	// 2. Killed while analysing.
-	waitFor(t, 60*time.Second, "analyses under way", func() bool {
-		return db.count(t, &models.Analysis{}, "") >= 2
+	waitFor(t, 60*time.Second, "an analysis running after the first ones", func() bool {
+		return db.count(t, &models.Analysis{}, "") >= 2 &&
+			db.count(t, &models.Job{}, "kind = ? AND state = ?", "analyze", models.JobRunning) >= 1
 	})
 	n.kill()
-	t.Logf("killed while analysing after %d analyses", db.count(t, &models.Analysis{}, ""))
+	t.Logf("killed while analysing after %d analyses (%d analyze jobs held by the dead node)",
+		db.count(t, &models.Analysis{}, ""), db.count(t, &models.Job{}, "kind = ? AND state = ?", "analyze", models.JobRunning))
 	require.Less(t, db.count(t, &models.Analysis{}, ""), int64(len(files)), "the kill came too late to test analysing")
 
 	// 3. Killed while sending.
 	n = startNode(t, opts)
-	waitFor(t, 90*time.Second, "deliveries under way", func() bool {
-		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) >= 2
+	waitFor(t, 90*time.Second, "a delivery running after the first ones", func() bool {
+		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) >= 2 &&
+			db.count(t, &models.Job{}, "kind = ? AND state = ?", "send", models.JobRunning) >= 1
 	})
 	n.kill()
 	sent := db.count(t, &models.Transfer{}, "status = ?", models.TransferSent)
-	t.Logf("killed while sending after %d deliveries", sent)
+	t.Logf("killed while sending after %d deliveries (%d send jobs held by the dead node)", sent,
+		db.count(t, &models.Job{}, "kind = ? AND state = ?", "send", models.JobRunning))
 
 	n = startNode(t, opts)
 	waitFor(t, 120*time.Second, "every report delivered", func() bool {
