@@ -134,7 +134,8 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 	}
 	opts := pipeline.Options{SingleStage: args.Mode == result.ModeSingleStage}
 	started := time.Now()
-	res, display, rows, cols := w.analyze(ctx, path, opts)
+	cp := &capture{}
+	res, display, rows, cols := w.analyze(context.WithValue(ctx, captureKey{}, cp), path, opts)
 	finished := time.Now()
 	if err := ctx.Err(); err != nil {
 		return err // cancelled or lease lost: not a result
@@ -160,7 +161,11 @@ func (w *Analyzer) Work(ctx context.Context, job *models.Job) error {
 		}
 		objs = o
 	}
-	a, err := models.AnalysisFromResult(&res, nil, nil, started, finished)
+	var globals []result.Landmark
+	if res.Status == result.StatusOK {
+		globals = cp.globalOfRefined(&res)
+	}
+	a, err := models.AnalysisFromResult(&res, nil, globals, started, finished)
 	if err != nil {
 		return jobs.Cancel(err)
 	}

@@ -70,7 +70,7 @@ func TestAnalyzeDeterministicAcrossNodes(t *testing.T) {
 		ctx := context.Background()
 		st := models.NewStore(db.Gorm)
 		src := lateral(t)
-		an, err := pipeline.New(pipelinetest.Models(t), pipeline.Config{})
+		an, err := pipeline.New(worker.CapturingStages{Inner: pipelinetest.Models(t)}, pipeline.Config{})
 		require.NoError(t, err)
 		dirA, dirB := t.TempDir(), t.TempDir()
 		rel := put(t, src, dirA)
@@ -127,7 +127,14 @@ func TestAnalyzeDeterministicAcrossNodes(t *testing.T) {
 		a, err := st.AnalysisGetBySource(ctx, in.ID, info.Name, info.Version, result.ModeHierarchical)
 		require.NoError(t, err)
 		require.Equal(t, models.AnalysisOK, a.Status)
-		require.GreaterOrEqual(t, len(a.Landmarks), len(result.LandmarkNames))
+		// The 23 final landmarks, and the global-stage position of each
+		// refined one (for the review's global-versus-refined view).
+		byStage := map[string]int{}
+		for _, l := range a.Landmarks {
+			byStage[l.Stage]++
+		}
+		require.Equal(t, len(result.LandmarkNames)+byStage[result.StageRefined], len(a.Landmarks))
+		require.Equal(t, 7, byStage[result.StageRefined], "C2 (3) and C7 (4) refined")
 		tasks := count(t, db, &models.ReviewTask{})
 		if a.ReviewRequired {
 			require.Equal(t, int64(1), tasks)

@@ -349,7 +349,7 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	an, err := pipeline.New(n.models, pipeline.Config{Thresholds: th})
+	an, err := pipeline.New(worker.CapturingStages{Inner: n.models}, pipeline.Config{Thresholds: th})
 	if err != nil {
 		return nil, err
 	}
