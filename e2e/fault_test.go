@@ -217,4 +217,6 @@ func TestDeadLetterManualRetry(t *testing.T) {
 	r := received(t, dest)
 	require.Len(t, r["SR"], 1)
 	require.Len(t, r["SC"], 1)
+	require.Equal(t, int64(1), db.count(t, &models.AuditEvent{}, "action = ? AND entity_id = ?", "transfer.retry", itoa(int(trs[0].ID))))
+	require.Equal(t, int64(1), db.count(t, &models.AuditEvent{}, "action = ? AND entity_id = ?", "study.complete", lat.StudyInstanceUID))
 }

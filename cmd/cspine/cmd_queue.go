@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/user"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -83,6 +84,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err := worker.RetryTransfer(ctx, st, jc, id); err != nil {
 				return err
 			}
+			audit(ctx, st, "transfer.retry", "transfer", strconv.FormatInt(id, 10), stderr)
 			fmt.Fprintf(stdout, "transfer %d: retrying\n", id)
 		}
 		return nil
@@ -138,6 +140,7 @@ func retryDead(ctx context.Context, st *models.Store, jc *jobs.Client, w io.Writ
 		if err := worker.RetryTransfer(ctx, st, jc, tr.ID); err != nil {
 			return err
 		}
+		audit(ctx, st, "transfer.retry", "transfer", strconv.FormatInt(tr.ID, 10), w)
 	}
 	n := 0
 	for _, state := range []models.JobState{models.JobDead, models.JobCancelled} {
@@ -156,6 +159,7 @@ func retryDead(ctx context.Context, st *models.Store, jc *jobs.Client, w io.Writ
 			if _, err := jc.Retry(ctx, j.ID); err != nil {
 				return err
 			}
+			audit(ctx, st, "analysis.retry", "instance", strconv.FormatInt(args.InstanceID, 10), w)
 			n++
 		}
 	}
@@ -191,6 +195,20 @@ func completeStudy(ctx context.Context, cfg *config.Config, st *models.Store, ui
 		fmt.Fprintln(w, "study was not receiving: nothing to assemble")
 		return nil
 	}
+	audit(ctx, st, "study.complete", "study", uid, w)
 	fmt.Fprintln(w, "study assembled")
 	return nil
+}
+
+// audit records an operator's action from the command line; the actor is
+// the operating-system user running cspine.
+func audit(ctx context.Context, st *models.Store, action, entityType, entityID string, w io.Writer) {
+	actor := "cli"
+	if u, err := user.Current(); err == nil {
+		actor = "cli:" + u.Username
+	}
+	if _, err := st.AuditEventInsert(ctx, models.AuditEventInsertParams{Actor: actor, Action: action,
+		EntityType: entityType, EntityID: entityID}); err != nil {
+		fmt.Fprintf(w, "warning: audit event not recorded: %v\n", err)
+	}
 }
