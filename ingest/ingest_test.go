@@ -27,7 +27,11 @@ type testBundle struct {
 	spool   string
 }
 
-func setup(t *testing.T, db *store.DB) *testBundle {
+func setup(t *testing.T, db *store.DB) *testBundle { return setupB(t, db) }
+
+type servicesRequest = services.StoreRequest
+
+func setupB(t testing.TB, db *store.DB) *testBundle {
 	t.Helper()
 	dataDir := t.TempDir()
 	sp, err := services.NewSpoolStore(filepath.Join(dataDir, "spool"))
@@ -41,6 +45,10 @@ func setup(t *testing.T, db *store.DB) *testBundle {
 // receive writes img into the handler's incoming directory as the service
 // layer does and returns the request.
 func (b *testBundle) receive(t *testing.T, img dicomnodetest.Image) *services.StoreRequest {
+	return b.receiveB(t, img)
+}
+
+func (b *testBundle) receiveB(t testing.TB, img dicomnodetest.Image) *services.StoreRequest {
 	t.Helper()
 	f, err := os.CreateTemp(b.h.TempDir(), "in-*.dcm")
 	require.NoError(t, err)
