@@ -117,3 +117,30 @@ func TestStoreAnalyzeSend(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutingByCallingAE: routing.by_calling_ae sends the reports of a
+// study from one calling AE to two destinations (neither of them the
+// caller), each its own transfer.
+func TestRoutingByCallingAE(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end (-short)")
+	}
+	dir := t.TempDir()
+	lat, _ := lateralAndAP(t, dir)
+	db := newDatabase(t, store.SQLite)
+	pacs, archive := filepath.Join(dir, "pacs"), filepath.Join(dir, "archive")
+	p1, p2 := storescp(t, "PACS", pacs, 0), storescp(t, "ARCHIVE", archive, 0)
+	n := startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
+		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", p1.Port), fmt.Sprintf("ARCHIVE@127.0.0.1:%d", p2.Port)},
+		Extra:        "routing:\n  default: calling\n  by_calling_ae:\n    CR_ROOM_3: [PACS, ARCHIVE]\n"})
+	storescu(t, "CR_ROOM_3", n.DICOMPort, lat.File)
+	waitFor(t, 60*time.Second, "reports at both destinations", func() bool {
+		a, b := received(t, pacs), received(t, archive)
+		return len(a["SR"]) == 1 && len(a["SC"]) == 1 && len(b["SR"]) == 1 && len(b["SC"]) == 1
+	})
+	var trs []models.Transfer
+	require.NoError(t, db.DB.Gorm.Order("destination").Find(&trs).Error)
+	require.Len(t, trs, 2)
+	require.Equal(t, "ARCHIVE", trs[0].Destination)
+	require.Equal(t, "PACS", trs[1].Destination)
+}
