@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cspine/cspine/assembly"
@@ -201,6 +202,9 @@ type node struct {
 	sched   *schedule.Scheduler
 	metrics *ops.Metrics
 	jc      *jobs.Client
+	// stopping is set when shutdown begins: /readyz then answers 503 so
+	// that a load balancer stops sending work here.
+	stopping atomic.Bool
 }
 
 func (n *node) notify() {
@@ -513,7 +517,12 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		return nil, fmt.Errorf("review ui: %w", err)
 	}
 	n.httpSrv = &http.Server{Handler: ops.Handler(ops.HandlerOpts{Metrics: n.metrics, UI: ui,
-		Ready: map[string]ops.Check{"database": n.db.Ping}}),
+		Ready: map[string]ops.Check{"database": n.db.Ping, "node": func(context.Context) error {
+			if n.stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		}}}),
 		ReadHeaderTimeout: 10 * time.Second, TLSConfig: httpTLS}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
@@ -602,6 +611,7 @@ func (n *node) run(ctx context.Context) error {
 		log.Error("node failed; shutting down", "err", runErr)
 	}
 	// Graceful shutdown: stop taking work, let what runs finish.
+	n.stopping.Store(true)
 	grace, graceCancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer graceCancel()
 	if err := n.dicom.Shutdown(grace); err != nil {
