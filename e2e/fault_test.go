@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,9 +102,11 @@ func TestCrashRecovery(t *testing.T) {
 	opts.DICOMPort, opts.HTTPPort = n.DICOMPort, n.HTTPPort
 
 	// 1. Killed while receiving.
-	send := exec.Command(dicomnodetest.Tool(t, "storescu"), append([]string{"-aet", "PACS", "-aec", "CSPINE",
+	send := exec.Command(dicomnodetest.Tool(t, "storescu"), append([]string{"-v", "-aet", "PACS", "-aec", "CSPINE",
 		"127.0.0.1", itoa(n.DICOMPort)}, files...)...)
 	send.Env = dicomnodetest.DCMTKEnv(t, false)
+	var sendOut bytes.Buffer
+	send.Stdout, send.Stderr = &sendOut, &sendOut
 	require.NoError(t, send.Start())
 	waitFor(t, 30*time.Second, "some instances received", func() bool {
 		return db.count(t, &models.Instance{}, "") >= 3
@@ -109,8 +114,20 @@ func TestCrashRecovery(t *testing.T) {
 	n.kill()
 	_ = send.Wait() // fails: the node died under it
 	got := db.count(t, &models.Instance{}, "")
-	t.Logf("killed while receiving after %d of %d instances", got, len(files))
+	acked := strings.Count(sendOut.String(), "Received Store Response (Success)")
+	t.Logf("killed while receiving: %d of %d instances acknowledged to the sender, %d recorded", acked, len(files), got)
 	require.Less(t, got, int64(len(files)), "the kill came too late to test receiving")
+	// Every instance answered success is recorded, and its spool file is
+	// intact (the SHA-256 recorded at arrival).
+	require.GreaterOrEqual(t, got, int64(acked))
+	var kept []models.Instance
+	require.NoError(t, db.DB.Gorm.Find(&kept).Error)
+	for _, in := range kept {
+		b, err := os.ReadFile(filepath.Join(opts.DataDir, in.SpoolPath))
+		require.NoError(t, err)
+		sum := sha256.Sum256(b)
+		require.Equal(t, in.SHA256, hex.EncodeToString(sum[:]), "spool file of %s", in.SOPInstanceUID)
+	}
 
 	n = startNode(t, opts)
 	storescu(t, "PACS", n.DICOMPort, files...) // the sender re-sends the study
