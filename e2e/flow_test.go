@@ -111,6 +111,13 @@ func TestStoreAnalyzeSend(t *testing.T) {
 				require.Equal(t, 200, resp.StatusCode, path)
 			}
 
+			// No patient data in the logs (info level): name, ID, birth date, accession.
+			for _, tg := range []string{"0010,0010", "0010,0020", "0010,0030", "0008,0050"} {
+				if v := dump(t, lateral.File, tg); len(v) > 3 {
+					require.False(t, n.logContains(v), "the node log holds patient data %s = %q", tg, v)
+				}
+			}
+
 			m := n.metrics(t)
 			require.Contains(t, m, `cspine_received_instances_total{outcome="stored"} 2`)
 			require.Contains(t, m, `cspine_reports_delivered_total 1`)
