@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,13 +262,21 @@ func (w *Analyzer) foreignModel(ctx context.Context, job *models.Job, args jobs.
 // analyze runs the pipeline and returns the result with the display image
 // the overlay is drawn on (nil when the image did not decode).
 func (w *Analyzer) analyze(ctx context.Context, path string, opts pipeline.Options) (result.Result, []float32, int, int) {
+	start := time.Now()
 	im, err := decode.File(path)
 	if err != nil {
 		// The pipeline words the rejection (not an image, unsupported...).
 		return w.cfg.Pipeline.AnalyzeFile(ctx, path, opts), nil, 0, 0
 	}
+	decodeMS := float64(time.Since(start).Microseconds()) / 1000
 	display := im.Display()
-	return w.cfg.Pipeline.AnalyzeImage(ctx, path, im, opts), display, im.Rows, im.Cols
+	res := w.cfg.Pipeline.AnalyzeImage(ctx, path, im, opts)
+	if res.TimingsMS != nil {
+		// As `cspine analyze` reports them: decoding counts in the total.
+		res.TimingsMS["decode"] = math.Round(decodeMS*100) / 100
+		res.TimingsMS["total"] = math.Round((res.TimingsMS["total"]+decodeMS)*100) / 100
+	}
+	return res, display, im.Rows, im.Cols
 }
 
 // buildReports builds the SR and SC and writes them durably to
