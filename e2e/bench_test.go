@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 //	                 (complete = quiet time after its last instance, 1 s here)
 //
 // on each database. Run: go test ./e2e -run '^$' -bench Serve -benchtime 1x
-// (CSPINE_BENCH_FULLSIZE=1: phantoms of 1000–3000 pixels a side instead).
+// (CSPINE_BENCH_FULLSIZE=1: phantoms of 1000–3000 pixels a side instead;
+// CSPINE_BENCH_ANALYZE_WORKERS=N: jobs.analyze_workers, default 1).
 func BenchmarkServe(b *testing.B) {
 	dir := b.TempDir()
 	size := "1000x1200"
@@ -47,7 +49,8 @@ func benchServe(b *testing.B, dialect string, files []string, dir string) {
 	b.StopTimer()
 	db := newBenchDatabase(b, dialect)
 	scp := storescp(b, "PACS", filepath.Join(dir, "pacs"), 0)
-	n := startNode(b, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
+	workers, _ := strconv.Atoi(os.Getenv("CSPINE_BENCH_ANALYZE_WORKERS"))
+	n := startNode(b, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"), AnalyzeWorkers: workers,
 		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", scp.Port)}})
 	b.StartTimer()
 	storescu(b, "PACS", n.DICOMPort, files...)

@@ -150,6 +150,8 @@ type nodeOpts struct {
 	PullSchedule string
 	// MaxAttempts of each job (default 30).
 	MaxAttempts int
+	// AnalyzeWorkers per node (default 1).
+	AnalyzeWorkers int
 	// Args are extra command-line flags of cspine serve.
 	Args []string
 	// DICOMExtra is more YAML inside the dicom: mapping (indented by 2).
@@ -182,6 +184,9 @@ func startNode(t testing.TB, o nodeOpts) *node {
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 30
 	}
+	if o.AnalyzeWorkers == 0 {
+		o.AnalyzeWorkers = 1
+	}
 	if o.DICOMPort == 0 {
 		o.DICOMPort = dicomnodetest.FreePort(t)
 	}
@@ -206,6 +211,7 @@ database:
 study:
   quiet_time: %s
 jobs:
+  analyze_workers: %d
   lease: 4s
   backoff_base: 500ms
   backoff_max: 2s
@@ -219,7 +225,7 @@ log:
   level: info
   format: json
 destinations:
-%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.DICOMExtra, o.HTTPPort, o.DSN, o.QuietTime, o.MaxAttempts, o.PullSchedule, dests.String(), o.Extra)
+%s%s`, o.DataDir, o.DICOMPort, o.AETitle, o.DICOMExtra, o.HTTPPort, o.DSN, o.QuietTime, o.AnalyzeWorkers, o.MaxAttempts, o.PullSchedule, dests.String(), o.Extra)
 	require.NoError(t, os.MkdirAll(o.DataDir, 0o755))
 	require.NoError(t, os.WriteFile(configPath(o), []byte(cfg), 0o600))
 	n := &node{t: t, opts: o, DICOMPort: o.DICOMPort, HTTPPort: o.HTTPPort,
