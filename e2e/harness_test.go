@@ -39,7 +39,8 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// binary builds cmd/cspine once per test run.
+// binary builds cmd/cspine once per test run (with -race when
+// CSPINE_E2E_RACE is set).
 func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -49,7 +50,11 @@ func binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "cspine")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/cspine")
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("CSPINE_E2E_RACE") != "" {
+			args = append(args, "-race") // the node itself under the race detector
+		}
+		cmd := exec.Command("go", append(args, "./cmd/cspine")...)
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
