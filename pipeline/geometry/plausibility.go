@@ -41,7 +41,7 @@ func DefaultLimits() Limits {
 		MaxWidthRatio: 1.8,
 		MinAspect:     0.3, MaxAspect: 1.6,
 		MinDiscFraction:    -0.25,
-		MaxAxisTiltDeg:     40,
+		MaxAxisTiltDeg:     60,
 		CobbDeg:            [2]float64{-45, 75},
 		C2SlopeDeg:         [2]float64{-45, 60},
 		C7SlopeDeg:         [2]float64{-35, 75},
