@@ -20,8 +20,8 @@ log = logging.getLogger("cspine_train.evaluate")
 def load_torch(work):
     from . import config
 
-    ms = [HeatmapNet(23, out_stride=config.GLOBAL["stride"]), C7Locator(), HeatmapNet(3, out_stride=config.C2["stride"]),
-          HeatmapNet(4, out_stride=config.C7["stride"], obscuration_classes=3)]
+    ms = [HeatmapNet(23, widths=config.WIDTHS, out_stride=config.GLOBAL["stride"]), C7Locator(), HeatmapNet(3, widths=config.WIDTHS, out_stride=config.C2["stride"]),
+          HeatmapNet(4, widths=config.WIDTHS, out_stride=config.C7["stride"], obscuration_classes=3)]
     for m, name in zip(ms, ("global", "c7_locator", "c2", "c7")):
         m.load_state_dict(torch.load(os.path.join(work, name + ".pt"))["model"])
     return ms

@@ -48,7 +48,7 @@ def _export(model, example, path, input_names, output_names):
     return ios
 
 
-def export_all(args, gm, loc, c2m, c7m, n_images, train_seconds):
+def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
     os.makedirs(args.out, exist_ok=True)
     names = datasets.LANDMARK_NAMES
     G, C2, C7 = config.GLOBAL, config.C2, config.C7
@@ -102,7 +102,9 @@ def export_all(args, gm, loc, c2m, c7m, n_images, train_seconds):
             "recipe": "training/ (python3 -m cspine_train.train)",
             "seed": 20260127,
             "images": n_images,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": round(sum(stage_seconds.values()), 1),
+            "stage_seconds": stage_seconds,
+            "note": args.note,
             "epochs": {"global": args.epochs_global, "c2": args.epochs_c2, "c7": args.epochs_c7},
             "torch": torch.__version__,
             "onnx_opset": OPSET,

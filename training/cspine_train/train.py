@@ -77,7 +77,24 @@ def heatmap_loss(pred, target, mask):
     return (per * mask).sum() / mask.sum().clamp(min=1.0) * 100.0
 
 
-def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls_weight=0.0):
+def coord_loss(pred, pts, stride, beta=20.0):
+    """Soft-argmax (integral) L1 loss in heatmap pixels: a strong, early
+    signal for *which* vertebra a channel belongs to, complementing the
+    heatmap loss that shapes the peak the Go decoder reads. Points outside
+    the heatmap or missing are masked."""
+    n, k, h, w = pred.shape
+    p = torch.softmax(pred.reshape(n, k, -1) * beta, -1).reshape(n, k, h, w)
+    ax = torch.arange(w, dtype=pred.dtype)
+    ay = torch.arange(h, dtype=pred.dtype)
+    x = (p.sum(2) * ax).sum(-1)
+    y = (p.sum(3) * ay).sum(-1)
+    t = torch.from_numpy(np.nan_to_num((pts + 0.5) / stride - 0.5, nan=-1e4)).float()
+    m = ((t[..., 0] >= 0) & (t[..., 0] <= w - 1) & (t[..., 1] >= 0) & (t[..., 1] <= h - 1)).float()
+    l1 = (x - t[..., 0]).abs() + (y - t[..., 1]).abs()
+    return (l1 * m).sum() / m.sum().clamp(min=1.0)
+
+
+def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls_weight=0.0, coord_weight=0.0, stride=4, init=None):
     ck = Checkpointer(args.work, stage)
     if ck.done():
         model.load_state_dict(torch.load(ck.final)["model"])
@@ -87,6 +104,9 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
     steps_per_epoch = max(1, n_items // args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     start = ck.resume(model, opt, sched)
+    if start == 0 and init and os.path.exists(init):
+        model.load_state_dict(torch.load(init)["model"])
+        log.info("%s: initialised from %s", stage, init)
     t0 = time.time()
     for epoch in range(start, epochs):
         model.train()
@@ -97,16 +117,20 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
         te = time.time()
         for b in range(steps_per_epoch):
             idx = perm[b * args.batch : (b + 1) * args.batch]
-            x, t, m, y = batches_fn(idx, rng)
+            x, t, m, y, pts = batches_fn(idx, rng)
             out = model(x)
             if isinstance(out, tuple):
                 hm, logits = out
                 loss = heatmap_loss(hm, t, m)
+                if coord_weight:
+                    loss = loss + coord_weight * coord_loss(hm, pts, stride)
                 ok = y >= 0
                 if ok.any():
                     loss = loss + cls_weight * F.cross_entropy(logits[ok], y[ok])
             else:
                 loss = heatmap_loss(out, t, m)
+                if coord_weight:
+                    loss = loss + coord_weight * coord_loss(out, pts, stride)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -132,7 +156,7 @@ def global_batches(data):
         x = augment.intensity(x, rng)
         p = augment.warp_points(pts[idx], A)
         t, m = augment.heatmaps(p, G, config.GLOBAL["stride"], config.GLOBAL["sigma"])
-        return x, t, m, torch.zeros(len(idx), dtype=torch.long) - 1
+        return x, t, m, torch.zeros(len(idx), dtype=torch.long) - 1, p
 
     return fn
 
@@ -154,7 +178,7 @@ def crop_batches(data, key, spec):
         x = augment.intensity(x, rng)
         p = augment.warp_points(pts[idx], A)
         t, m = augment.heatmaps(p, n, spec["stride"], spec["sigma"])
-        return x, t, m, obsc[idx]
+        return x, t, m, obsc[idx], p
 
     return fn
 
@@ -247,10 +271,15 @@ def main(argv=None):
     ap.add_argument("--epochs-c2", type=int, default=8)
     ap.add_argument("--epochs-c7", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--coord-weight", type=float, default=0.1, help="weight of the global model's soft-argmax loss")
+    ap.add_argument("--init-global", help="initialise the global model from this .pt (fine-tuning)")
+    ap.add_argument("--init-c2", help="initialise the C2 specialist from this .pt")
+    ap.add_argument("--init-c7", help="initialise the C7 specialist from this .pt")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--name", default="cspine-phantom")
     ap.add_argument("--trained-on", default="", help="provenance text for the manifest")
+    ap.add_argument("--note", default="", help="free-text training note for the manifest (schedule, initialisation)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -262,21 +291,27 @@ def main(argv=None):
     n = len(data["ids"])
     log.info("training images: %d", n)
     G = config.GLOBAL
-    gm = train_heatmap_stage(args, "global", HeatmapNet(23, out_stride=G["stride"]), global_batches(data), n,
-                             args.epochs_global, 3e-3)
+    gm = train_heatmap_stage(args, "global", HeatmapNet(23, widths=config.WIDTHS, out_stride=G["stride"]), global_batches(data), n,
+                             args.epochs_global, 3e-3, coord_weight=args.coord_weight, stride=G["stride"], init=args.init_global)
     ok2 = ~np.isnan(data["c2_pts"]).all((1, 2))
     ok7 = ~np.isnan(data["c7_pts"]).all((1, 2))
     sub2 = {k: v[ok2] for k, v in data.items()}
     sub7 = {k: v[ok7] for k, v in data.items()}
-    c2m = train_heatmap_stage(args, "c2", HeatmapNet(3, out_stride=config.C2["stride"]),
-                              crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3)
-    c7m = train_heatmap_stage(args, "c7", HeatmapNet(4, out_stride=config.C7["stride"], obscuration_classes=3),
-                              crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5)
+    c2m = train_heatmap_stage(args, "c2", HeatmapNet(3, widths=config.WIDTHS, out_stride=config.C2["stride"]),
+                              crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3,
+                              coord_weight=args.coord_weight, stride=config.C2["stride"], init=args.init_c2)
+    c7m = train_heatmap_stage(args, "c7", HeatmapNet(4, widths=config.WIDTHS, out_stride=config.C7["stride"], obscuration_classes=3),
+                              crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5,
+                              coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
     loc = train_locator(args, data, noise_px=1.5)
-    train_seconds = time.time() - t_start
+    # wall-clock training time per stage, as recorded when each stage finished
+    stage_seconds = {}
+    for name in ("global", "c2", "c7", "c7_locator"):
+        st = torch.load(os.path.join(args.work, name + ".pt"))
+        stage_seconds[name] = round(float(st.get("train_seconds", 0.0)), 1)
     from . import export
 
-    export.export_all(args, gm, loc, c2m, c7m, n, train_seconds)
+    export.export_all(args, gm, loc, c2m, c7m, n, stage_seconds)
     if args.val:
         from . import evaluate
 
