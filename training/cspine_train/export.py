@@ -48,16 +48,47 @@ def _export(model, example, path, input_names, output_names):
     return ios
 
 
+def probe_input(shape):
+    """Deterministic test input, computed identically by pipeline/stages tests:
+    images x[i, j] = 0.5 + 0.4 sin(0.07 i + 0.3) cos(0.05 j); vectors
+    v[k] = 0.3 + 0.2 sin(k)."""
+    if len(shape) == 4:
+        i = np.arange(shape[2], dtype=np.float64)[:, None]
+        j = np.arange(shape[3], dtype=np.float64)[None, :]
+        x = 0.5 + 0.4 * np.sin(0.07 * i + 0.3) * np.cos(0.05 * j)
+        return x.astype(np.float32).reshape(shape)
+    k = np.arange(int(np.prod(shape)), dtype=np.float64)
+    return (0.3 + 0.2 * np.sin(k)).astype(np.float32).reshape(shape)
+
+
+def export_check(model, example_shape):
+    """PyTorch outputs for the probe input: the Go tests run the exported
+    ONNX file on the same input through ONNX Runtime and compare."""
+    x = torch.from_numpy(probe_input(example_shape))
+    with torch.no_grad():
+        out = model.eval().cpu()(x)
+    outs = out if isinstance(out, tuple) else (out,)
+    res = []
+    for o in outs:
+        a = o.numpy().astype(np.float64).ravel()
+        idx = np.linspace(0, a.size - 1, 16).round().astype(int)
+        res.append({"shape": list(o.shape), "sum": float(a.sum()), "max": float(a.max()), "argmax": int(a.argmax()),
+                    "sample_index": idx.tolist(), "sample": a[idx].tolist()})
+    return res
+
+
 def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
     os.makedirs(args.out, exist_ok=True)
     names = datasets.LANDMARK_NAMES
     G, C2, C7 = config.GLOBAL, config.C2, config.C7
     stages = {}
+    checks = {}
 
     def add(key, fname, model, example, ins, outs, **extra):
         path = os.path.join(args.out, fname)
         i, o = _export(model, example, path, ins, outs)
         stages[key] = {"file": fname, "sha256": sha256(path), "bytes": os.path.getsize(path), "inputs": i, "outputs": o, **extra}
+        checks[key] = export_check(model, list(example.shape))
 
     add("global", "global.onnx", gm, torch.zeros(1, 1, G["input_size"], G["input_size"]), ["image"], ["heatmaps"],
         input_size=G["input_size"], stride=G["stride"], landmarks=names)
@@ -115,5 +146,8 @@ def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
     }
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(args.out, "export_check.json"), "w") as f:
+        json.dump({"probe": probe_input.__doc__.split(":", 1)[1].strip(), "stages": checks}, f, indent=1)
         f.write("\n")
     return manifest
