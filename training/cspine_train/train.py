@@ -53,7 +53,7 @@ class Checkpointer:
     def resume(self, model, opt, sched):
         if not os.path.exists(self.path):
             return 0
-        st = torch.load(self.path)
+        st = torch.load(self.path, map_location="cpu")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -84,11 +84,11 @@ def coord_loss(pred, pts, stride, beta=20.0):
     the heatmap or missing are masked."""
     n, k, h, w = pred.shape
     p = torch.softmax(pred.reshape(n, k, -1) * beta, -1).reshape(n, k, h, w)
-    ax = torch.arange(w, dtype=pred.dtype)
-    ay = torch.arange(h, dtype=pred.dtype)
+    ax = torch.arange(w, dtype=pred.dtype, device=pred.device)
+    ay = torch.arange(h, dtype=pred.dtype, device=pred.device)
     x = (p.sum(2) * ax).sum(-1)
     y = (p.sum(3) * ay).sum(-1)
-    t = torch.from_numpy(np.nan_to_num((pts + 0.5) / stride - 0.5, nan=-1e4)).float()
+    t = torch.from_numpy(np.nan_to_num((pts + 0.5) / stride - 0.5, nan=-1e4)).float().to(pred.device)
     m = ((t[..., 0] >= 0) & (t[..., 0] <= w - 1) & (t[..., 1] >= 0) & (t[..., 1] <= h - 1)).float()
     l1 = (x - t[..., 0]).abs() + (y - t[..., 1]).abs()
     return (l1 * m).sum() / m.sum().clamp(min=1.0)
@@ -97,15 +97,17 @@ def coord_loss(pred, pts, stride, beta=20.0):
 def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls_weight=0.0, coord_weight=0.0, stride=4, init=None):
     ck = Checkpointer(args.work, stage)
     if ck.done():
-        model.load_state_dict(torch.load(ck.final)["model"])
+        model.load_state_dict(torch.load(ck.final, map_location="cpu")["model"])
         log.info("%s: already trained", stage)
         return model
+    dev = torch.device(args.device)
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(1, n_items // args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     start = ck.resume(model, opt, sched)
     if start == 0 and init and os.path.exists(init):
-        model.load_state_dict(torch.load(init)["model"])
+        model.load_state_dict(torch.load(init, map_location=dev)["model"])
         log.info("%s: initialised from %s", stage, init)
     t0 = time.time()
     for epoch in range(start, epochs):
@@ -118,6 +120,7 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
         for b in range(steps_per_epoch):
             idx = perm[b * args.batch : (b + 1) * args.batch]
             x, t, m, y, pts = batches_fn(idx, rng)
+            x, t, m, y = x.to(dev), t.to(dev), m.to(dev), y.to(dev)
             out = model(x)
             if isinstance(out, tuple):
                 hm, logits = out
@@ -139,6 +142,7 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
             cnt += 1
         ck.save(model, opt, sched, epoch + 1)
         log.info("%s epoch %d/%d loss %.4f (%.0f s)", stage, epoch + 1, epochs, tot / cnt, time.time() - te)
+    model.cpu()
     ck.finish(model, {"train_seconds": time.time() - t0})
     return model
 
@@ -200,13 +204,15 @@ def train_locator(args, data, noise_px):
     ck = Checkpointer(args.work, "c7_locator")
     model = C7Locator()
     if ck.done():
-        model.load_state_dict(torch.load(ck.final)["model"])
+        model.load_state_dict(torch.load(ck.final, map_location="cpu")["model"])
         return model
+    dev = torch.device(args.device)
+    model.to(dev)
     G = config.GLOBAL["input_size"]
     pts = data["g_pts"].astype(np.float64) / G  # (N, 23, 2)
     ok = ~np.isnan(pts).any((1, 2))
     pts = pts[ok]
-    epochs, steps, bs = 30, 150, 256
+    epochs, steps, bs = args.epochs_locator, 150, 256
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps)
     start = ck.resume(model, opt, sched)
@@ -242,8 +248,8 @@ def train_locator(args, data, noise_px):
             first = rng.integers(7, 19, bs)  # from C4 inferior .. C6 down
             present &= ~(cut[:, None] & (np.arange(19)[None, :] >= first[:, None]))
             present[:, 0] |= True  # C2 centroid is always visible on a lateral film
-            x = torch.from_numpy(locator_features(inp, present))
-            y = torch.from_numpy(target)
+            x = torch.from_numpy(locator_features(inp, present)).to(dev)
+            y = torch.from_numpy(target).to(dev)
             loss = F.smooth_l1_loss(model(x) * 20, y * 20)
             opt.zero_grad()
             loss.backward()
@@ -253,6 +259,7 @@ def train_locator(args, data, noise_px):
         ck.save(model, opt, sched, epoch + 1)
         if (epoch + 1) % 10 == 0:
             log.info("c7_locator epoch %d/%d loss %.4f", epoch + 1, epochs, tot / steps)
+    model.cpu()
     ck.finish(model, {"train_seconds": time.time() - t0})
     return model
 
@@ -270,6 +277,7 @@ def main(argv=None):
     ap.add_argument("--epochs-global", type=int, default=10)
     ap.add_argument("--epochs-c2", type=int, default=8)
     ap.add_argument("--epochs-c7", type=int, default=10)
+    ap.add_argument("--epochs-locator", type=int, default=30, help="locator epochs of 150 steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--coord-weight", type=float, default=0.1, help="weight of the global model's soft-argmax loss")
     ap.add_argument("--init-global", help="initialise the global model from this .pt (fine-tuning)")
@@ -285,7 +293,6 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     os.makedirs(args.work, exist_ok=True)
-    t_start = time.time()
 
     data = load_or_build_cache(args, args.data)
     n = len(data["ids"])
@@ -307,7 +314,7 @@ def main(argv=None):
     # wall-clock training time per stage, as recorded when each stage finished
     stage_seconds = {}
     for name in ("global", "c2", "c7", "c7_locator"):
-        st = torch.load(os.path.join(args.work, name + ".pt"))
+        st = torch.load(os.path.join(args.work, name + ".pt"), map_location="cpu")
         stage_seconds[name] = round(float(st.get("train_seconds", 0.0)), 1)
     from . import export
 
