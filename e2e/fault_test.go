@@ -108,7 +108,7 @@ func TestCrashRecovery(t *testing.T) {
 	var sendOut bytes.Buffer
 	send.Stdout, send.Stderr = &sendOut, &sendOut
 	require.NoError(t, send.Start())
-	waitFor(t, 30*time.Second, "some instances received", func() bool {
+	waitEvery(t, 2*time.Millisecond, 30*time.Second, "some instances received", func() bool {
 		return db.count(t, &models.Instance{}, "") >= 3
 	})
 	n.kill()
@@ -133,7 +133,7 @@ func TestCrashRecovery(t *testing.T) {
 	storescu(t, "PACS", n.DICOMPort, files...) // the sender re-sends the study
 
 	// 2. Killed while analysing.
-	waitFor(t, 60*time.Second, "an analysis running after the first ones", func() bool {
+	waitEvery(t, 20*time.Millisecond, 60*time.Second, "an analysis running after the first ones", func() bool {
 		return db.count(t, &models.Analysis{}, "") >= 2 &&
 			db.count(t, &models.Job{}, "kind = ? AND state = ?", "analyze", models.JobRunning) >= 1
 	})
@@ -144,7 +144,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// 3. Killed while sending.
 	n = startNode(t, opts)
-	waitFor(t, 90*time.Second, "a delivery running after the first ones", func() bool {
+	waitEvery(t, 5*time.Millisecond, 90*time.Second, "a delivery running after the first ones", func() bool {
 		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) >= 2 &&
 			db.count(t, &models.Job{}, "kind = ? AND state = ?", "send", models.JobRunning) >= 1
 	})

@@ -373,12 +373,19 @@ func storescp(t testing.TB, ae, dir string, port int) *dicomnodetest.Process {
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitEvery(t, 200*time.Millisecond, timeout, what, cond)
+}
+
+// waitEvery is waitFor polling at the given interval (to catch short
+// states, such as a send job while it runs).
+func waitEvery(t testing.TB, every, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(every)
 	}
 	t.Fatalf("timed out after %v waiting for %s", timeout, what)
 }
