@@ -217,7 +217,9 @@ func TestDeadLetterManualRetry(t *testing.T) {
 	waitFor(t, 60*time.Second, "the transfer to be dead", func() bool {
 		return db.count(t, &models.Transfer{}, "status = ?", models.TransferDead) == 1
 	})
-	require.Contains(t, n.metrics(t), `cspine_send_failures_total{outcome="dead"} 1`)
+	waitFor(t, 10*time.Second, "the dead letter counted in the metrics", func() bool {
+		return strings.Contains(n.metrics(t), `cspine_send_failures_total{outcome="dead"} 1`)
+	})
 	status := n.cli(t, "queue", "status")
 	require.Regexp(t, `dead\s+1`, status)
 

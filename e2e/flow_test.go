@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -118,9 +119,10 @@ func TestStoreAnalyzeSend(t *testing.T) {
 				}
 			}
 
-			m := n.metrics(t)
-			require.Contains(t, m, `cspine_received_instances_total{outcome="stored"} 2`)
-			require.Contains(t, m, `cspine_reports_delivered_total 1`)
+			waitFor(t, 10*time.Second, "the delivery counted in the metrics", func() bool {
+				return strings.Contains(n.metrics(t), `cspine_reports_delivered_total 1`)
+			})
+			require.Contains(t, n.metrics(t), `cspine_received_instances_total{outcome="stored"} 2`)
 		})
 	}
 }

@@ -46,5 +46,8 @@ func TestTLS(t *testing.T) {
 		r := received(t, dest)
 		return len(r["SR"]) == 1 && len(r["SC"]) == 1
 	})
-	require.Equal(t, int64(1), db.count(t, &models.Transfer{}, "status = ?", models.TransferSent))
+	// Recorded once the association is released, just after the files landed.
+	waitFor(t, 10*time.Second, "the transfer recorded as sent", func() bool {
+		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) == 1
+	})
 }
