@@ -45,6 +45,22 @@ func (b *dsBuilder) add(t tag.Tag, v any) {
 }
 
 func (b *dsBuilder) str(t tag.Tag, s ...string) { b.add(t, s) }
+
+// lutDataOW adds LUT Data as OW: a US element's 16-bit length in explicit
+// VR cannot hold more than 32767 entries, and DCMTK rejects the overflow.
+func (b *dsBuilder) lutDataOW(v []int) {
+	raw := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(raw[2*i:], uint16(x))
+	}
+	val, err := dicom.NewValue(raw)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.elems = append(b.elems, &dicom.Element{Tag: tag.LUTData, ValueRepresentation: tag.VRBytes,
+		RawValueRepresentation: "OW", Value: val})
+}
 func (b *dsBuilder) ints(t tag.Tag, v ...int)   { b.add(t, v) }
 
 func sortElems(es []*dicom.Element) {

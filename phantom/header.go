@@ -400,7 +400,7 @@ func (h *header) dataset(s *sampler, o Options, p planned, im *imaging, px []uin
 		n := len(h.lut)
 		it.ints(tag.LUTDescriptor, n, h.lutFirst, 16)
 		it.str(tag.LUTExplanation, "PROCESSED")
-		it.ints(tag.LUTData, h.lut...)
+		it.lutDataOW(h.lut)
 		b.seq(tag.VOILUTSequence, it)
 	}
 	b.pixelData(px)

@@ -288,6 +288,9 @@ func TestDICOMValidity(t *testing.T) {
 	dir, truths := generate(t, Options{Count: 24, Seed: 21, Negatives: 0.3, Rows: 600, Cols: 500})
 	variants := map[string]bool{}
 	for _, tr := range truths {
+		if out, err := exec.Command("dcmdump", "-q", "+P", "0028,3006", filepath.Join(dir, tr.File)).CombinedOutput(); err != nil {
+			t.Errorf("%s: DCMTK cannot read it: %v\n%s", tr.File, err, out)
+		}
 		out, _ := exec.Command("dciodvfy", filepath.Join(dir, tr.File)).CombinedOutput()
 		for _, line := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(line, "Error") {
