@@ -61,7 +61,7 @@ func (b *dsBuilder) lutDataOW(v []int) {
 	b.elems = append(b.elems, &dicom.Element{Tag: tag.LUTData, ValueRepresentation: tag.VRBytes,
 		RawValueRepresentation: "OW", Value: val})
 }
-func (b *dsBuilder) ints(t tag.Tag, v ...int)   { b.add(t, v) }
+func (b *dsBuilder) ints(t tag.Tag, v ...int) { b.add(t, v) }
 
 func sortElems(es []*dicom.Element) {
 	sort.SliceStable(es, func(i, j int) bool {
