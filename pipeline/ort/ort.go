@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -175,7 +176,8 @@ func Open(cfg Config) (*Runtime, error) {
 	}
 	attrs := []any{"provider", r.provider, "library", abs, "onnxruntime", ortgo.GetVersion(), "threads", cfg.Threads}
 	if r.provider != ProviderCUDA {
-		attrs = append(attrs, "cuda", r.reason)
+		attrs = append(attrs, "cuda", shortReason(r.reason))
+		cfg.Logger.Debug("onnxruntime: cuda unavailable", "reason", r.reason)
 	}
 	cfg.Logger.Info("onnxruntime execution provider", attrs...)
 	return r, nil
@@ -403,4 +405,17 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// shortReason keeps the provider line to one short line: the first line of
+// ONNX Runtime's CUDA error, cut at 100 characters (the whole text is
+// logged at debug level).
+func shortReason(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return s
 }
