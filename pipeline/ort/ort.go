@@ -177,7 +177,6 @@ func Open(cfg Config) (*Runtime, error) {
 	attrs := []any{"provider", r.provider, "library", abs, "onnxruntime", ortgo.GetVersion(), "threads", cfg.Threads}
 	if r.provider != ProviderCUDA {
 		attrs = append(attrs, "cuda", shortReason(r.reason))
-		cfg.Logger.Debug("onnxruntime: cuda unavailable", "reason", r.reason)
 	}
 	cfg.Logger.Info("onnxruntime execution provider", attrs...)
 	return r, nil
@@ -407,11 +406,17 @@ func equalShape(a, b []int64) bool {
 	return true
 }
 
-// shortReason keeps the provider line to one short line: the first line of
-// ONNX Runtime's CUDA error, cut at 100 characters (the whole text is
-// logged at debug level).
+// shortReason keeps the provider line short: ONNX Runtime's CUDA error
+// without its source location and C++ signature, first line only, cut at
+// 100 characters.
 func shortReason(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndex(s, "FAIL : "); i >= 0 {
+		s = s[i+len("FAIL : "):]
+	}
+	if i := strings.Index(s, " with error:"); i >= 0 {
 		s = s[:i]
 	}
 	if len(s) > 100 {
