@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ func lateralAndAP(t *testing.T, dir string) (lateral truthLine, apFile string) {
 	lines := phantoms(t, filepath.Join(dir, "ph"), 6, 11, 0.5)
 	var ap truthLine
 	for _, l := range lines {
-		if l.Measurable && lateral.File == "" {
+		if l.Measurable && lateral.File == "" && l.Posture != "flexion" && l.Posture != "extension" {
 			lateral = l
 		}
 		if l.Reason == "ap_view" && ap.File == "" {
@@ -68,7 +70,8 @@ func TestStoreAnalyzeSend(t *testing.T) {
 			require.Equal(t, models.InstanceAnalyzed, lat.State)
 			require.Equal(t, int64(1), db.count(t, &models.Instance{}, "state = ? AND study_id = ?", models.InstanceSkipped, study.ID))
 			require.Equal(t, int64(1), db.count(t, &models.Analysis{}, ""))
-			an, err := db.St.AnalysisGetBySource(ctxb(), lat.ID, "cspine-phantom", "1.0.0", "hierarchical")
+			name, version := refModel(t)
+			an, err := db.St.AnalysisGetBySource(ctxb(), lat.ID, name, version, "hierarchical")
 			require.NoError(t, err)
 			require.Equal(t, models.AnalysisOK, an.Status)
 			require.NotNil(t, an.C2C7CobbDeg)
@@ -152,4 +155,14 @@ func TestRoutingByCallingAE(t *testing.T) {
 	require.Len(t, trs, 2)
 	require.Equal(t, "ARCHIVE", trs[0].Destination)
 	require.Equal(t, "PACS", trs[1].Destination)
+}
+
+// refModel is the name and version of the shipped reference models.
+func refModel(t *testing.T) (name, version string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "refmodels", "manifest.json"))
+	require.NoError(t, err)
+	var m struct{ Name, Version string }
+	require.NoError(t, json.Unmarshal(b, &m))
+	return m.Name, m.Version
 }

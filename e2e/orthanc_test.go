@@ -170,7 +170,8 @@ func TestOrthancRoutingAndPull(t *testing.T) {
 	other := phantoms(t, filepath.Join(dir, "ph2"), 3, 23, 0)
 	var pulled truthLine
 	for _, l := range other {
-		if l.Measurable && l.StudyInstanceUID != lateral.StudyInstanceUID {
+		// Flexion/extension views are not measured unless configured.
+		if l.Measurable && l.StudyInstanceUID != lateral.StudyInstanceUID && l.Posture != "flexion" && l.Posture != "extension" {
 			pulled = l
 			break
 		}
