@@ -227,7 +227,7 @@ def train_locator(args, data, noise_px):
             p = pts[idx].copy()
             # random similarity transform about the image centre, flips
             s = np.exp(rng.uniform(np.log(0.7), np.log(1.4), bs))
-            th = np.radians(rng.uniform(-15, 15, bs))
+            th = np.radians(rng.uniform(-config.LOCATOR["rot_deg"], config.LOCATOR["rot_deg"], bs))
             fl = np.where(rng.random(bs) < 0.5, -1.0, 1.0)
             c, sn = np.cos(th) * s, np.sin(th) * s
             q = p - 0.5
