@@ -446,3 +446,14 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 }
+
+func TestLoadMissingModelDirIsAClearError(t *testing.T) {
+	_, err := Load(Config{ModelDir: filepath.Join(t.TempDir(), "nope")})
+	if err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("err = %v, want an error about the manifest", err)
+	}
+	t.Setenv(EnvModelDir, "/some/where")
+	if d, err := ResolveModelDir(""); err != nil || d != "/some/where" {
+		t.Fatalf("ResolveModelDir with %s = %q, %v", EnvModelDir, d, err)
+	}
+}
