@@ -167,7 +167,9 @@ func TestAnalyzeMergeAndMeasure(t *testing.T) {
 
 func TestAnalyzeSingleStageSharesMeasurement(t *testing.T) {
 	t.Parallel()
-	k := &knownStages{dx: 30, dy: 0, c7Conf: 0.1, refined: true}
+	// C7 moved 4 mm beyond the shipped disagreement threshold (0.3 mm pixels).
+	dx := math.Round((DefaultThresholds().C7MaxDisagreementMM + 4) / 0.3)
+	k := &knownStages{dx: dx, dy: 0, c7Conf: 0.1, refined: true}
 	a := newAnalyzer(t, k)
 	path := testImage(t, pipelinetest.Image{ViewPosition: "LL", ImagerPixelSpacing: []float64{0.3, 0.3}})
 	r, f := a.AnalyzeFileDetailed(context.Background(), path, Options{SingleStage: true})
@@ -182,10 +184,10 @@ func TestAnalyzeSingleStageSharesMeasurement(t *testing.T) {
 	if f.C7DisagreementMM != -1 || r.C7.Confidence != 0.9 {
 		t.Errorf("single-stage features %+v", f)
 	}
-	// Hierarchical on the same file: C7 moved 30 px = 9 mm → disagreement,
+	// Hierarchical on the same file: C7 moved dx px → disagreement,
 	// low C7 confidence 0.1 → low confidence and (graded) complete obscuration.
 	h, hf := a.AnalyzeFileDetailed(context.Background(), path, Options{})
-	if math.Abs(hf.C7DisagreementMM-9) > 1e-9 {
+	if math.Abs(hf.C7DisagreementMM-dx*0.3) > 1e-9 {
 		t.Errorf("disagreement %v", hf.C7DisagreementMM)
 	}
 	want := []string{result.ReasonC7LowConfidence, result.ReasonC7StageDisagreement, result.ReasonC7Obscured}
