@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/cspine
 DEMO    := out/demo
 
-.PHONY: all setup build run test fuzz bench fmt clean
+.PHONY: all setup build run test fuzz eval-gate bench fmt clean
 
 all: build
 
@@ -28,6 +28,17 @@ test: setup
 	$(GO) test -p 2 -timeout 45m ./...
 	@if [ -x training/run_tests.sh ]; then training/run_tests.sh; fi
 	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) eval-gate
+
+# Regression guard for the reference models (issue 4): the manifest's sha256
+# sums are verified when the models load; a small held-out phantom set must
+# stay within limits a little looser than what the shipped models reach.
+EVAL_REQUIRE := all/c2c7_cobb_deg.mae<=7,all/c2_slope_deg.mae<=2.5,all/c7_slope_deg.mae<=6,all/c2c7_cobb_deg.icc>=0.6,complete/c2c7_cobb_deg.mae_vs_single<=0.8,complete/c7_slope_deg.mae_vs_single<=0.8,all/catch>=0.8,all/flag_rate<=0.85
+eval-gate: build
+	rm -rf out/ci-eval
+	$(BIN) phantom --count 100 --seed 900003 --obscuration mixed --negatives 0.1 --out out/ci-eval
+	$(BIN) eval --data out/ci-eval --compare --require '$(EVAL_REQUIRE)' > out/ci-eval/report.md
+	@sed -n '/^Requirements/,$$p' out/ci-eval/report.md
 
 # Brief coverage-guided fuzzing of the decoders that parse untrusted bytes.
 FUZZTIME ?= 30s
