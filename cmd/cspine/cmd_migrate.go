@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 
-	"github.com/cspine/cspine/config"
 	"github.com/cspine/cspine/store"
 )
 
@@ -61,18 +59,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *down < 0 {
 		return fmt.Errorf("%w: --down needs a positive count", errUsage)
 	}
-	cfg, err := config.Load(*cfgPath, nil)
-	if err != nil {
-		return err
-	}
-	if *dsn != "" {
-		cfg.Database.DSN = *dsn
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := store.Open(ctx, cfg.DSN(), &store.Options{Logger: logger, MaxOpenConns: 2})
+	cfg, db, err := openAdminDB(ctx, *cfgPath, *dsn, stderr)
 	if err != nil {
 		return err
 	}

@@ -6,16 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/user"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/cspine/cspine/config"
 	"github.com/cspine/cspine/models"
 	"github.com/cspine/cspine/review"
-	"github.com/cspine/cspine/store"
 )
 
 // userStdin is where passwords are read when $CSPINE_USER_PASSWORD is
@@ -80,18 +77,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if sub == "add" && *role != models.RoleReviewer && *role != models.RoleAdmin {
 		return fmt.Errorf("%w: --role must be reviewer or admin", errUsage)
 	}
-	cfg, err := config.Load(*cfgPath, nil)
-	if err != nil {
-		return err
-	}
-	if *dsn != "" {
-		cfg.Database.DSN = *dsn
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := store.Open(ctx, cfg.DSN(), &store.Options{Logger: logger, MaxOpenConns: 2})
+	_, db, err := openAdminDB(ctx, *cfgPath, *dsn, stderr)
 	if err != nil {
 		return err
 	}
