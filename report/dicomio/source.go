@@ -349,3 +349,14 @@ func (d Device) Equipment(institution, modelName, modelVersion string) ([]*dicom
 	b.Add(Str(tag.SoftwareVersions, "LO", d.SoftwareVersions(modelName, modelVersion)...))
 	return b.Elements()
 }
+
+// AddSOPCommon adds the SOP Common module's identity and creation time
+// (SOP Class and Instance UIDs, Instance Creation Date/Time in UTC and the
+// Timezone Offset From UTC), shared by every object cspine writes.
+func (b *Builder) AddSOPCommon(sopClass, sopInstance string, t time.Time) {
+	b.Add(Str(tag.SOPClassUID, "UI", sopClass))
+	b.Add(Str(tag.SOPInstanceUID, "UI", sopInstance))
+	b.Add(Str(tag.InstanceCreationDate, "DA", Date(t)))
+	b.Add(Str(tag.InstanceCreationTime, "TM", Time(t)))
+	b.Add(Str(tag.TimezoneOffsetFromUTC, "SH", TimezoneOffset))
+}

@@ -83,11 +83,7 @@ func Build(src dicomio.Source, res result.Result, display []float32, rows, cols 
 	var b dicomio.Builder
 	b.AddAll(src.PatientStudy...)
 	// SOP Common.
-	b.Add(dicomio.Str(tag.SOPClassUID, "UI", SecondaryCaptureImageStorage))
-	b.Add(dicomio.Str(tag.SOPInstanceUID, "UI", InstanceUID(src, res.Model.Version, opts.Revision)))
-	b.Add(dicomio.Str(tag.InstanceCreationDate, "DA", dicomio.Date(t)))
-	b.Add(dicomio.Str(tag.InstanceCreationTime, "TM", dicomio.Time(t)))
-	b.Add(dicomio.Str(tag.TimezoneOffsetFromUTC, "SH", dicomio.TimezoneOffset))
+	b.AddSOPCommon(SecondaryCaptureImageStorage, InstanceUID(src, res.Model.Version, opts.Revision), t)
 	// General Series.
 	b.Add(dicomio.Str(tag.Modality, "CS", "OT"))
 	b.Add(dicomio.Str(tag.SeriesInstanceUID, "UI", SeriesInstanceUID(src)))

@@ -126,11 +126,7 @@ func Build(src dicomio.Source, res result.Result, opts Options) (dicom.Dataset, 
 	var b dicomio.Builder
 	b.AddAll(src.PatientStudy...)
 	// SOP Common.
-	b.Add(dicomio.Str(tag.SOPClassUID, "UI", ComprehensiveSRStorage))
-	b.Add(dicomio.Str(tag.SOPInstanceUID, "UI", InstanceUID(src, res.Model.Version, opts.Revision)))
-	b.Add(dicomio.Str(tag.InstanceCreationDate, "DA", dicomio.Date(t)))
-	b.Add(dicomio.Str(tag.InstanceCreationTime, "TM", dicomio.Time(t)))
-	b.Add(dicomio.Str(tag.TimezoneOffsetFromUTC, "SH", dicomio.TimezoneOffset))
+	b.AddSOPCommon(ComprehensiveSRStorage, InstanceUID(src, res.Model.Version, opts.Revision), t)
 	b.Add(codingSchemeIdentification())
 	// SR Document Series.
 	b.Add(dicomio.Str(tag.Modality, "CS", "SR"))
