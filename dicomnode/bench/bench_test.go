@@ -3,9 +3,17 @@
 // writing every instance to disk, in the same run on the same machine.
 //
 // Run it with ./run.sh (or go test -run '^$' -bench . -benchtime 3x); it is
-// not part of the normal test run. Our node fsyncs every file and its
-// directory before answering success (storescp does not fsync); the
-// database record of issue 7 is not part of this measurement yet.
+// not part of the normal test run. Receivers:
+//
+//   - cspine: the node as cmd/cspine serves it, ingest.Handler with a
+//     PostgreSQL database (a scratch database on the test server, see
+//     store/storetest): every instance is durable on disk and recorded
+//     before the answer says success;
+//   - spool: the node with services.SpoolStore only (fsync of file and
+//     directory, no database record);
+//   - storescp: DCMTK storescp, default options (no fsync);
+//   - nofsync: our node without any fsync or database (not durable; the
+//     ceiling set by the sender).
 package bench
 
 import (
@@ -25,6 +33,9 @@ import (
 	"github.com/cspine/cspine/dicomnode/dicomnodetest"
 	"github.com/cspine/cspine/dicomnode/dimse"
 	"github.com/cspine/cspine/dicomnode/services"
+	"github.com/cspine/cspine/ingest"
+	"github.com/cspine/cspine/models"
+	"github.com/cspine/cspine/store/storetest"
 )
 
 const uidRoot = "1.2.826.0.1.3680043.10.1999.90"
@@ -80,11 +91,48 @@ func dataset(b *testing.B, w workload) ([]string, int64) {
 type receiver struct {
 	port int
 	dir  string
-	// count returns the number of instances written.
-	count func() int
+	// count returns the number of instances written (and recorded).
+	count func(testing.TB) int
+	// reset empties the receiver between rounds (files are removed by the
+	// benchmark).
+	reset func(testing.TB)
 }
 
+// startCSPINE starts the node as cmd/cspine serves it: ingest.Handler
+// with a PostgreSQL database.
 func startCSPINE(b testing.TB, out string) receiver {
+	db := storetest.Postgres(b, nil)
+	st := models.NewStore(db.Gorm)
+	spool, err := services.NewSpoolStore(filepath.Join(out, "spool"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := ingest.New(st, spool, out, &ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := startNode(b, spool.Dir, h)
+	files := r.count
+	r.count = func(b testing.TB) int {
+		var rows int64
+		if err := db.Gorm.Model(&models.Instance{}).Count(&rows).Error; err != nil {
+			b.Fatal(err)
+		}
+		if n := files(b); int64(n) != rows {
+			b.Fatalf("cspine: %d files in the spool but %d instance rows", n, rows)
+		}
+		return int(rows)
+	}
+	r.reset = func(b testing.TB) {
+		if err := db.Gorm.Exec("TRUNCATE instances, series, studies CASCADE").Error; err != nil {
+			b.Fatal(err)
+		}
+	}
+	return r
+}
+
+// startSpool starts the node with services.SpoolStore only.
+func startSpool(b testing.TB, out string) receiver {
 	spool, err := services.NewSpoolStore(out)
 	if err != nil {
 		b.Fatal(err)
@@ -104,7 +152,8 @@ func startNode(b testing.TB, out string, h services.StoreHandler) receiver {
 	}
 	go n.Serve(context.Background(), ln)
 	b.Cleanup(func() { n.Shutdown(context.Background()) })
-	return receiver{port: ln.Addr().(*net.TCPAddr).Port, dir: out, count: func() int { return countFiles(out) - 1 }}
+	return receiver{port: ln.Addr().(*net.TCPAddr).Port, dir: out,
+		count: func(testing.TB) int { return countFiles(out) - 1 }, reset: func(testing.TB) {}}
 }
 
 // ceilingStore keeps files like SpoolStore but without any fsync. It is
@@ -129,7 +178,7 @@ func startCeiling(b testing.TB, out string) receiver {
 
 func startStorescp(b testing.TB, out string) receiver {
 	p := dicomnodetest.StartServer(b, "storescp", "-aet", "CSPINE", "-od", out, "PORT")
-	return receiver{port: p.Port, dir: out, count: func() int { return countFiles(out) }}
+	return receiver{port: p.Port, dir: out, count: func(testing.TB) int { return countFiles(out) }, reset: func(testing.TB) {}}
 }
 
 func countFiles(dir string) int {
@@ -149,8 +198,8 @@ func clean(b *testing.B, dir string) {
 	}
 }
 
-// BenchmarkIngest: storescu → cspine (SpoolStore, fsync), storescp, and
-// cspine without fsync (the ceiling). One iteration sends every file of the
+// BenchmarkIngest: storescu → cspine (ingest with PostgreSQL), spool
+// (SpoolStore only), storescp, and our node without fsync (the ceiling). One iteration sends every file of the
 // workload once to each receiver, over one association each, in rotating
 // order, so that the load of a shared machine falls on all of them alike.
 // Reported: images/s of each receiver and the ratios to storescp.
@@ -159,7 +208,7 @@ func BenchmarkIngest(b *testing.B) {
 		name  string
 		start func(testing.TB, string) receiver
 	}
-	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"nofsync", startCeiling}}
+	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"spool", startSpool}, {"nofsync", startCeiling}}
 	for _, w := range workloads {
 		b.Run(w.name, func(b *testing.B) {
 			files, total := dataset(b, w)
@@ -182,19 +231,21 @@ func BenchmarkIngest(b *testing.B) {
 					sendParallel(b, rs[j].port, files, w.assocs)
 					spent[j] += time.Since(start)
 					b.StopTimer()
-					if got := rs[j].count(); got != len(files) {
+					if got := rs[j].count(b); got != len(files) {
 						b.Fatalf("%s kept %d of %d files", recvs[j].name, got, len(files))
 					}
 					clean(b, rs[j].dir)
+					rs[j].reset(b)
 					b.StartTimer()
 				}
 			}
 			rate := func(j int) float64 { return float64(len(files)*b.N) / spent[j].Seconds() }
-			b.ReportMetric(rate(0), "cspine_img/s")
-			b.ReportMetric(rate(1), "storescp_img/s")
-			b.ReportMetric(rate(2), "nofsync_img/s")
-			b.ReportMetric(rate(0)/rate(1), "ratio")
-			b.ReportMetric(rate(2)/rate(1), "ratio_nofsync")
+			for j, r := range recvs {
+				b.ReportMetric(rate(j), r.name+"_img/s")
+				if r.name != "storescp" {
+					b.ReportMetric(rate(j)/rate(1), "ratio_"+r.name)
+				}
+			}
 		})
 	}
 }

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Ingest benchmark: DCMTK storescu sends 500 small (256x256x16 bit) and 50
 # large (2560x2048x16 bit) instances over one association to
-#   cspine    our node, SpoolStore: fsync of every file and of its directory
-#             before the C-STORE response (durable);
+#   cspine    our node as cspine serve runs it: ingest.Handler with a
+#             PostgreSQL database (scratch database on 127.0.0.1:5432, see
+#             store/storetest); durable on disk and recorded before success;
+#   spool     our node with services.SpoolStore only (durable, no database);
 #   storescp  DCMTK storescp, default options (no fsync);
 #   nofsync   our node without any fsync (not durable; the ceiling set by
 #             the sender),
