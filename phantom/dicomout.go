@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"sort"
@@ -94,21 +95,63 @@ func (b *dsBuilder) writeFile(path string) error {
 		return b.err
 	}
 	sortElems(b.elems)
+	// Pixel Data, the last element, is written here straight from its
+	// buffer: the library would first copy the whole value into a buffer of
+	// its own, which for a 2000×2500 image costs more than the rest of the
+	// file.
+	elems, implicit := b.elems, false
+	if b.pixels != nil && len(elems) > 0 && elems[len(elems)-1].Tag == tag.PixelData {
+		elems = elems[:len(elems)-1]
+	}
+	for _, e := range elems {
+		if e.Tag == tag.TransferSyntaxUID {
+			if v, ok := e.Value.GetValue().([]string); ok && len(v) == 1 && v[0] == tsImplicitLE {
+				implicit = true
+			}
+		}
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	defer b.release()
-	if err := dicom.Write(w, dicom.Dataset{Elements: b.elems}, dicom.SkipVRVerification()); err != nil {
+	if err := dicom.Write(w, dicom.Dataset{Elements: elems}, dicom.SkipVRVerification()); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if len(elems) < len(b.elems) {
+		if err := writePixelData(w, b.pixels, implicit); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// writePixelData writes native (7FE0,0010) Pixel Data, OW little endian, in
+// implicit or explicit VR (PS3.5 7.1.2 and 7.1.3). px has an even length.
+func writePixelData(w io.Writer, px []byte, implicit bool) error {
+	var h [12]byte
+	binary.LittleEndian.PutUint16(h[0:], 0x7FE0)
+	binary.LittleEndian.PutUint16(h[2:], 0x0010)
+	n := 8
+	if implicit {
+		binary.LittleEndian.PutUint32(h[4:], uint32(len(px)))
+	} else {
+		copy(h[4:], "OW") // two reserved bytes stay zero
+		binary.LittleEndian.PutUint32(h[8:], uint32(len(px)))
+		n = 12
+	}
+	if _, err := w.Write(h[:n]); err != nil {
+		return err
+	}
+	_, err := w.Write(px)
+	return err
 }
 
 // release returns the pixel buffer to the pool once the file is written.

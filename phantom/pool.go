@@ -20,6 +20,15 @@ func getF32(n int) []float32 {
 	return make([]float32, n)
 }
 
+// getF32Dirty is getF32 without clearing a recycled buffer: for callers
+// that write every element before reading any.
+func getF32Dirty(n int) []float32 {
+	if p, ok := f32Pool.Get().(*[]float32); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]float32, n)
+}
+
 func putF32(s []float32) { f32Pool.Put(&s) }
 
 func getU16(n int) []uint16 {

@@ -192,7 +192,7 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	// Scatter: the primary on the coarse grid, blurred widely.
 	scat := newRaster(cw, ch)
 	for i, mu := range coarse.pix {
-		scat.pix[i] = float32(math.Exp(-float64(mu)))
+		scat.pix[i] = float32(fastExp(-float64(mu)))
 	}
 	scat.boxBlur(int(math.Max(1, im.scatSigma/(im.ps*float64(f))/1.04)))
 	for i := range scat.pix {
@@ -200,7 +200,7 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	}
 
 	// Full-resolution attenuation: coarse part plus the spine's bones.
-	mu := getF32(W * H)
+	mu := getF32Dirty(W * H) // every row is written by the upsampling below
 	for y := 0; y < H; y++ {
 		coarse.upsampleRowAdd(mu[y*W:(y+1)*W], y, f, false)
 	}
@@ -218,24 +218,14 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	// it correlates the noise as a scintillator does).
 	out := mu // in place
 	srow := make([]float32, W)
+	tmp := make([]float32, W)
 	rng := s.uint64() | 1
 	n0 := im.n0
 	el2 := im.elec * im.elec
 	for y := 0; y < H; y++ {
 		scat.upsampleRowAdd(srow, y, f, false)
 		heel := n0 * (1 + im.heel*(float64(y)/float64(H)-0.5))
-		row := out[y*W : (y+1)*W]
-		for x, m := range row {
-			n := heel * (fastExp(-float64(m)) + float64(srow[x]))
-			rng ^= rng << 13
-			rng ^= rng >> 7
-			rng ^= rng << 17
-			n += math.Sqrt(n+el2) * normTable[rng>>52]
-			if n < 0.5 {
-				n = 0.5
-			}
-			row[x] = float32(-fastLog(n / n0))
-		}
+		rng = transmitRow(out[y*W:(y+1)*W], srow, tmp, heel, n0, el2, rng)
 	}
 	detectorBlur(out, W, H, float32(im.detBlur))
 	// For Presentation processing: large-scale dynamic-range compression
@@ -243,6 +233,36 @@ func render(an *anatomy, im *imaging, s *sampler) []float32 {
 	// edge enhancement, applied together in one pass.
 	present(out, W, H, f, im)
 	return out
+}
+
+// transmitRow turns one row of attenuation (line integrals) into the
+// detector's log signal in place: primary transmission plus scatter (srow,
+// relative to the unattenuated beam) at heel-corrected fluence heel, Poisson
+// quantum noise (Gaussian approximation) with electronic noise variance
+// el2, relative to the open-field fluence n0; tmp is scratch of the row's
+// length. rng is the xorshift state;
+// the new state is returned.
+func transmitRow(row, srow, tmp []float32, heel, n0, el2 float64, rng uint64) uint64 {
+	// Two passes with short dependency chains (exponential; then noise and
+	// logarithm) run markedly faster than one long chain per pixel.
+	srow = srow[:len(row)]
+	fl := tmp[:len(row)]
+	for x, m := range row {
+		fl[x] = float32(heel * (fastExp(-float64(m)) + float64(srow[x])))
+	}
+	ln0 := math.Log(n0)
+	for x, f := range fl {
+		n := float64(f)
+		rng ^= rng << 13
+		rng ^= rng >> 7
+		rng ^= rng << 17
+		n += math.Sqrt(n+el2) * normTable[rng>>52]
+		if n < 0.5 {
+			n = 0.5
+		}
+		row[x] = float32(ln0 - fastLog(n))
+	}
+	return rng
 }
 
 // present applies v' = (1+k)·v − k·low_s(v) − c·low_l(v): k the edge

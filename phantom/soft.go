@@ -69,8 +69,8 @@ func (an *anatomy) softThickness(v vec) float64 {
 	ant, post, w := nk.antOff, nk.postOff, nk.width
 	// Laryngeal prominence at C4–C5 and the nape's concavity.
 	yl := an.v[5].supAnt.Y
-	ant += 7 * math.Exp(-sq((v.Y-yl)/12))
-	post -= 6 * math.Exp(-sq((v.Y-an.v[4].infPost.Y)/25))
+	ant += 7 * fastExp(-sq((v.Y-yl)/12))
+	post -= 6 * fastExp(-sq((v.Y-an.v[4].infPost.Y)/25))
 	if d := v.Y - nk.yC7; d > 0 { // the trunk widens below C7
 		ant += d * nk.chestGrow
 		post += d * nk.chestGrow * 0.8
