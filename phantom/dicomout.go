@@ -30,7 +30,7 @@ const (
 type dsBuilder struct {
 	elems  []*dicom.Element
 	err    error
-	pixels []byte // pooled pixel buffer, released after writing
+	pixels []uint16 // native pixel data, written after the other elements
 }
 
 func (b *dsBuilder) add(t tag.Tag, v any) {
@@ -95,15 +95,8 @@ func (b *dsBuilder) writeFile(path string) error {
 		return b.err
 	}
 	sortElems(b.elems)
-	// Pixel Data, the last element, is written here straight from its
-	// buffer: the library would first copy the whole value into a buffer of
-	// its own, which for a 2000×2500 image costs more than the rest of the
-	// file.
-	elems, implicit := b.elems, false
-	if b.pixels != nil && len(elems) > 0 && elems[len(elems)-1].Tag == tag.PixelData {
-		elems = elems[:len(elems)-1]
-	}
-	for _, e := range elems {
+	implicit := false
+	for _, e := range b.elems {
 		if e.Tag == tag.TransferSyntaxUID {
 			if v, ok := e.Value.GetValue().([]string); ok && len(v) == 1 && v[0] == tsImplicitLE {
 				implicit = true
@@ -115,12 +108,11 @@ func (b *dsBuilder) writeFile(path string) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	defer b.release()
-	if err := dicom.Write(w, dicom.Dataset{Elements: elems}, dicom.SkipVRVerification()); err != nil {
+	if err := dicom.Write(w, dicom.Dataset{Elements: b.elems}, dicom.SkipVRVerification()); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if len(elems) < len(b.elems) {
+	if b.pixels != nil {
 		if err := writePixelData(w, b.pixels, implicit); err != nil {
 			f.Close()
 			return fmt.Errorf("write %s: %w", path, err)
@@ -133,42 +125,39 @@ func (b *dsBuilder) writeFile(path string) error {
 	return f.Close()
 }
 
-// writePixelData writes native (7FE0,0010) Pixel Data, OW little endian, in
-// implicit or explicit VR (PS3.5 7.1.2 and 7.1.3). px has an even length.
-func writePixelData(w io.Writer, px []byte, implicit bool) error {
+// writePixelData writes native 16-bit (7FE0,0010) Pixel Data, OW little
+// endian, in implicit or explicit VR (PS3.5 7.1.2 and 7.1.3), after every
+// other element (it has the highest tag the phantom writes). The values go
+// out through a small buffer: the library would first copy the whole value
+// into a buffer of its own, which for a 2000×2500 image costs more than the
+// rest of the file.
+func writePixelData(w io.Writer, px []uint16, implicit bool) error {
 	var h [12]byte
 	binary.LittleEndian.PutUint16(h[0:], 0x7FE0)
 	binary.LittleEndian.PutUint16(h[2:], 0x0010)
 	n := 8
 	if implicit {
-		binary.LittleEndian.PutUint32(h[4:], uint32(len(px)))
+		binary.LittleEndian.PutUint32(h[4:], uint32(2*len(px)))
 	} else {
 		copy(h[4:], "OW") // two reserved bytes stay zero
-		binary.LittleEndian.PutUint32(h[8:], uint32(len(px)))
+		binary.LittleEndian.PutUint32(h[8:], uint32(2*len(px)))
 		n = 12
 	}
 	if _, err := w.Write(h[:n]); err != nil {
 		return err
 	}
-	_, err := w.Write(px)
-	return err
-}
-
-// release returns the pixel buffer to the pool once the file is written.
-func (b *dsBuilder) release() {
-	if b.pixels != nil {
-		putBytes(b.pixels)
-		b.pixels = nil
+	buf := make([]byte, 64<<10)
+	for len(px) > 0 {
+		k := min(len(px), len(buf)/2)
+		for i, v := range px[:k] {
+			binary.LittleEndian.PutUint16(buf[2*i:], v)
+		}
+		if _, err := w.Write(buf[:2*k]); err != nil {
+			return err
+		}
+		px = px[k:]
 	}
-}
-
-// pixelElement returns native 16-bit pixel data, little endian.
-func pixelBytes(px []uint16) []byte {
-	b := getBytes(2 * len(px))
-	for i, v := range px {
-		binary.LittleEndian.PutUint16(b[2*i:], v)
-	}
-	return b
+	return nil
 }
 
 // uidFor derives a deterministic UID under the 2.25 root (PS3.5 B.2) from a
@@ -206,7 +195,6 @@ func containsDot(s string) bool {
 	return false
 }
 
-func (b *dsBuilder) pixelData(px []uint16) {
-	b.pixels = pixelBytes(px)
-	b.add(tag.PixelData, dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: b.pixels})
-}
+// pixelData sets the native pixel data; px must stay untouched until the
+// file is written.
+func (b *dsBuilder) pixelData(px []uint16) { b.pixels = px }

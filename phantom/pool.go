@@ -8,7 +8,6 @@ import "sync"
 var (
 	f32Pool sync.Pool
 	u16Pool sync.Pool
-	bytPool sync.Pool
 )
 
 func getF32(n int) []float32 {
@@ -39,12 +38,3 @@ func getU16(n int) []uint16 {
 }
 
 func putU16(s []uint16) { u16Pool.Put(&s) }
-
-func getBytes(n int) []byte {
-	if p, ok := bytPool.Get().(*[]byte); ok && cap(*p) >= n {
-		return (*p)[:n]
-	}
-	return make([]byte, n)
-}
-
-func putBytes(s []byte) { bytPool.Put(&s) }

@@ -276,21 +276,38 @@ func present(v []float32, W, H, f int, im *imaging) {
 		return
 	}
 	cw, ch := W/f+2, H/f+2
+	// Cell (cx, cy) averages the pixels nearest to it: x in
+	// [cx·f − f/2, cx·f − f/2 + f).
 	low := newRaster(cw, ch)
-	cnt := make([]float32, cw*ch)
+	cntX := make([]float32, cw)
 	for y := 0; y < H; y++ {
 		cy := (y + f/2) / f
 		row := v[y*W : (y+1)*W]
-		base := cy * cw
-		for x, p := range row {
-			kk := base + (x+f/2)/f
-			low.pix[kk] += p
-			cnt[kk]++
+		cells := low.pix[cy*cw : (cy+1)*cw]
+		for cx := range cells {
+			x0, x1 := max(0, cx*f-f/2), min(W, cx*f-f/2+f)
+			if x0 >= x1 {
+				break
+			}
+			var sum float32
+			for _, p := range row[x0:x1] {
+				sum += p
+			}
+			cells[cx] += sum
+			if y == 0 {
+				cntX[cx] = float32(x1 - x0)
+			}
 		}
 	}
-	for i := range low.pix {
-		if cnt[i] > 0 {
-			low.pix[i] /= cnt[i]
+	for cy := 0; cy < ch; cy++ {
+		y0, y1 := max(0, cy*f-f/2), min(H, cy*f-f/2+f)
+		if y0 >= y1 {
+			break
+		}
+		for cx, n := range cntX {
+			if n > 0 {
+				low.pix[cy*cw+cx] /= n * float32(y1-y0)
+			}
 		}
 	}
 	corr := newRaster(cw, ch)
@@ -386,11 +403,7 @@ func addFineShape(mu []float32, W, H int, sh *shape, im *imaging) {
 	const g = 3
 	gw, gh := (x1-x0)/g+2, (y1-y0)/g+2
 	grid := newRaster(gw, gh)
-	for j := 0; j < gh; j++ {
-		for i := 0; i < gw; i++ {
-			grid.pix[j*gw+i] = float32(sd.at(float64(x0+i*g), float64(y0+j*g)) * im.ps)
-		}
-	}
+	fineSDFGrid(grid, sd, x0, y0, g, im.ps)
 	tis := sh.t
 	row := make([]float32, x1-x0+1)
 	for y := y0; y <= y1; y++ {
@@ -406,6 +419,67 @@ func addFineShape(mu []float32, W, H int, sh *shape, im *imaging) {
 			mu[base+x] += float32(tis.profile(float64(d), tv))
 		}
 	}
+}
+
+// fineSDFGrid fills grid with the signed distance (mm) to sd at the nodes
+// (x0+i·g, y0+j·g). The distance is evaluated exactly on every fourth node;
+// a block of 4×4 cells whose corners are all farther from the outline than
+// the block's diagonal lies wholly inside or outside (the distance is
+// 1-Lipschitz), and there the nodes are interpolated from the corners: the
+// profile far from an edge varies slowly, and bones' bounding boxes are
+// mostly such blocks.
+func fineSDFGrid(grid *raster, sd *polySDF, x0, y0, g int, ps float64) {
+	const c = 4
+	gw, gh := grid.w, grid.h
+	exact := func(i, j int) float32 {
+		return float32(sd.at(float64(x0+i*g), float64(y0+j*g)) * ps)
+	}
+	done := make([]bool, gw*gh)
+	set := func(i, j int, v float32) {
+		grid.pix[j*gw+i] = v
+		done[j*gw+i] = true
+	}
+	for j := 0; j < gh; j += c {
+		for i := 0; i < gw; i += c {
+			set(i, j, exact(i, j))
+		}
+	}
+	diag := float32(math.Sqrt2 * float64(c*g) * ps)
+	for bj := 0; bj+c < gh; bj += c {
+		for bi := 0; bi+c < gw; bi += c {
+			d00, d10 := grid.pix[bj*gw+bi], grid.pix[bj*gw+bi+c]
+			d01, d11 := grid.pix[(bj+c)*gw+bi], grid.pix[(bj+c)*gw+bi+c]
+			far := min(abs32(d00), abs32(d10), abs32(d01), abs32(d11)) > diag &&
+				(d00 > 0) == (d10 > 0) && (d00 > 0) == (d01 > 0) && (d00 > 0) == (d11 > 0)
+			if !far {
+				continue
+			}
+			for j := 0; j <= c; j++ {
+				fy := float32(j) / c
+				for i := 0; i <= c; i++ {
+					if done[(bj+j)*gw+bi+i] {
+						continue
+					}
+					fx := float32(i) / c
+					top := d00 + (d10-d00)*fx
+					bot := d01 + (d11-d01)*fx
+					set(bi+i, bj+j, top+(bot-top)*fy)
+				}
+			}
+		}
+	}
+	for k, ok := range done {
+		if !ok {
+			grid.pix[k] = exact(k%gw, k/gw)
+		}
+	}
+}
+
+func abs32(v float32) float32 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 func addCollimation(mu []float32, W, H int, im *imaging) {
