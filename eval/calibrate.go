@@ -47,21 +47,21 @@ func candidates(v []float64, max int, extra ...float64) []float64 {
 }
 
 // Calibrate chooses the tunable review thresholds (C7 minimum confidence,
-// C7 stage disagreement, probability for c7_obscured) on a validation set
+// C7 stage disagreement, probability for c7_obscured, C7 crop spread) on a validation set
 // so that the flag catches at least targetRecall of the results with an
 // angle error above largeDeg while flagging as few results as possible.
 // Ties prefer higher recall, then fewer reasons firing. The other
 // thresholds are kept from base. When no choice reaches the target, the one
 // with the highest recall (then the lowest flag rate) is returned with
 // MetTarget false. Cut points come from the quantiles of the validation
-// features, so the search is exhaustive over at most 41³ combinations.
+// features, so the search is exhaustive over at most 41³×21 combinations.
 // Beforehand, the image-level thresholds (not_lateral, low_image_quality)
 // are lowered where needed so that they fire on at most 1% of the
 // validation laterals.
 func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDeg float64) (Calibration, error) {
 	type item struct {
-		large, fixed  bool
-		conf, dis, pc float64
+		large, fixed          bool
+		conf, dis, pc, spread float64
 	}
 	// The image-level reasons (not_lateral, low_image_quality) are meant for
 	// images unlike the ones the models know; they must not fire on more
@@ -86,19 +86,24 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	never.C7MinConfidence = 0
 	never.C7MaxDisagreementMM = math.Inf(1)
 	never.C7ObscuredMinProb = math.Inf(1)
+	never.C7MaxSpreadDeg = math.Inf(1)
 
 	var items []item
-	var confs, diss, pcs []float64
+	var confs, diss, pcs, spreads []float64
 	for _, s := range samples {
 		if !s.Truth.Measurable || s.Result.Status != result.StatusOK || s.Result.Parameters == nil {
 			continue
 		}
 		it := item{
-			large: LargeError(&s.Result, &s.Truth, largeDeg),
-			fixed: len(never.Reasons(s.Features)) > 0,
-			conf:  s.Features.C7Confidence,
-			dis:   s.Features.C7DisagreementMM,
-			pc:    completeProb(base, s.Features),
+			large:  LargeError(&s.Result, &s.Truth, largeDeg),
+			fixed:  len(never.Reasons(s.Features)) > 0,
+			conf:   s.Features.C7Confidence,
+			dis:    s.Features.C7DisagreementMM,
+			pc:     completeProb(base, s.Features),
+			spread: s.Features.C7SpreadDeg,
+		}
+		if it.spread >= 0 {
+			spreads = append(spreads, math.Nextafter(it.spread, math.Inf(-1))) // "> t" then includes it
 		}
 		items = append(items, it)
 		confs = append(confs, math.Nextafter(it.conf, math.Inf(1))) // "< t" then includes it
@@ -115,47 +120,50 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	confC := candidates(confs, 40, 0)
 	disC := candidates(diss, 40, math.Inf(1))
 	pcC := candidates(pcs, 40, 1.0)
+	spC := candidates(spreads, 20, math.Inf(1))
 
 	best := Calibration{Recall: -1}
 	var bestScore [4]float64
 	for _, tc := range confC {
 		for _, td := range disC {
 			for _, tp := range pcC {
-				var flagged, large, caught, fires int
-				for _, it := range items {
-					r1 := it.conf < tc
-					r2 := it.dis >= 0 && it.dis > td
-					r3 := it.pc >= tp
-					f := it.fixed || r1 || r2 || r3
-					if r1 || r2 || r3 {
-						fires++
-					}
-					if f {
-						flagged++
-					}
-					if it.large {
-						large++
+				for _, ts := range spC {
+					var flagged, large, caught, fires int
+					for _, it := range items {
+						r1 := it.conf < tc || it.spread > ts
+						r2 := it.dis >= 0 && it.dis > td
+						r3 := it.pc >= tp
+						f := it.fixed || r1 || r2 || r3
+						if r1 || r2 || r3 {
+							fires++
+						}
 						if f {
-							caught++
+							flagged++
+						}
+						if it.large {
+							large++
+							if f {
+								caught++
+							}
 						}
 					}
-				}
-				recall := 1.0
-				if large > 0 {
-					recall = float64(caught) / float64(large)
-				}
-				met := recall >= targetRecall
-				// Lexicographic score, smaller is better.
-				score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
-				if !met {
-					score = [4]float64{1, -recall, float64(flagged), float64(fires)}
-				}
-				if best.Recall < 0 || less(score, bestScore) {
-					bestScore = score
-					th := base
-					th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb = tc, td, tp
-					best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
-						Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
+					recall := 1.0
+					if large > 0 {
+						recall = float64(caught) / float64(large)
+					}
+					met := recall >= targetRecall
+					// Lexicographic score, smaller is better.
+					score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
+					if !met {
+						score = [4]float64{1, -recall, float64(flagged), float64(fires)}
+					}
+					if best.Recall < 0 || less(score, bestScore) {
+						bestScore = score
+						th := base
+						th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg = tc, td, tp, ts
+						best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
+							Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
+					}
 				}
 			}
 		}
@@ -165,6 +173,10 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	if math.IsInf(best.Thresholds.C7MaxDisagreementMM, 1) {
 		best.Thresholds.C7MaxDisagreementMM = 1000
 	}
+	if math.IsInf(best.Thresholds.C7MaxSpreadDeg, 1) {
+		best.Thresholds.C7MaxSpreadDeg = pipeline.NeverSpreadDeg
+	}
+	best.Thresholds.C7MaxSpreadDeg = roundDown(best.Thresholds.C7MaxSpreadDeg, 1e-3)
 	best.Thresholds.C7MinConfidence = roundUp(best.Thresholds.C7MinConfidence, 1e-4)
 	best.Thresholds.C7MaxDisagreementMM = roundDown(best.Thresholds.C7MaxDisagreementMM, 1e-3)
 	best.Thresholds.C7ObscuredMinProb = roundDown(best.Thresholds.C7ObscuredMinProb, 1e-4)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,9 @@ type Config struct {
 	// Limits are the anatomical plausibility ranges (default
 	// geometry.DefaultLimits()).
 	Limits *geometry.Limits
+	// Consistency are the anatomical rules that choose among the
+	// specialists' candidate peaks (default DefaultConsistency()).
+	Consistency *Consistency
 	// MinRows and MinCols: smaller images are rejected (default 256: a
 	// cervical spine cannot be measured on fewer pixels, and the 16×16
 	// thumbnails some archives keep must not be).
@@ -45,6 +49,10 @@ func (c Config) WithDefaults() Config {
 	if c.Limits == nil {
 		l := geometry.DefaultLimits()
 		c.Limits = &l
+	}
+	if c.Consistency == nil {
+		k := DefaultConsistency()
+		c.Consistency = &k
 	}
 	if c.MinRows == 0 {
 		c.MinRows = 256
@@ -270,10 +278,20 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 			stage[i] = result.StageRefined
 		}
 	}
+	f := Features{C7DisagreementMM: -1, C2DisagreementMM: -1, C7Steps: -1, C2SpreadDeg: -1, C7SpreadDeg: -1}
+	if refined {
+		a.chooseCandidates(out, &lm, &conf, &f)
+		f.C2SpreadDeg = endplateSpread(out.C2Runs, [][2]int{{1, 2}})
+		f.C7SpreadDeg = endplateSpread(out.C7Runs, [][2]int{{0, 1}, {2, 3}})
+	}
 
 	facing, agreement := geometry.DetermineFacing(&lm, &conf)
 	p := geometry.Measure(&lm, facing, sp)
-	f := Features{SpacingKnown: sp.Known(), HeaderLateral: headerLateral, Contrast: contrast, C7DisagreementMM: -1}
+	f.SpacingKnown, f.HeaderLateral, f.Contrast = sp.Known(), headerLateral, contrast
+	if s := globalStep(&global); s > 0 {
+		c7c := midpoint(midpoint(lm[c7Index[0]], lm[c7Index[1]]), midpoint(lm[c7Index[2]], lm[c7Index[3]]))
+		f.C7Steps = geometry.Dist(midpoint(lm[geometry.C2InfAnt], lm[geometry.C2InfPost]), c7c) / s
+	}
 	f.Implausible = geometry.Check(&lm, facing, agreement, p, sp, *a.cfg.Limits)
 	for _, i := range c7Index {
 		f.C7Confidence += conf[i] / 4
@@ -291,15 +309,18 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 				mmPerPx = a.cfg.Thresholds.NominalEndplateMM / w
 			}
 		}
+		dist := func(i int) float64 {
+			if sp.Known() {
+				return geometry.DistMM(global[i], lm[i], sp)
+			}
+			return geometry.Dist(global[i], lm[i]) * mmPerPx
+		}
 		var d float64
 		for _, i := range c7Index {
-			if sp.Known() {
-				d += geometry.DistMM(global[i], lm[i], sp) / 4
-			} else {
-				d += geometry.Dist(global[i], lm[i]) * mmPerPx / 4
-			}
+			d += dist(i) / 4
 		}
 		f.C7DisagreementMM = d
+		f.C2DisagreementMM = (dist(0) + dist(1) + dist(2)) / 3
 	}
 	f.C7Confidence = sanitize(f.C7Confidence)
 	f.GlobalConfidence = sanitize(f.GlobalConfidence)
@@ -332,6 +353,82 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 			Confidence: round(sanitize(conf[i]), 0.001), Stage: stage[i]}
 	}
 	return r, f
+}
+
+// chooseCandidates replaces the specialists' strongest peaks by the
+// anatomically consistent choice among their candidates (Consistency): C2
+// first (checked against the C7 width), then C7 (counted from the chosen C2
+// inferior endplate).
+func (a *Analyzer) chooseCandidates(out *stages.Output, lm *[geometry.NumLandmarks]geometry.Point, conf *[geometry.NumLandmarks]float64, f *Features) {
+	k := a.cfg.Consistency
+	c7w := (geometry.Dist(lm[c7Index[0]], lm[c7Index[1]]) + geometry.Dist(lm[c7Index[2]], lm[c7Index[3]])) / 2
+	sel, ok := k.ChooseC2(out.C2Peaks, c7w)
+	f.C2Plausible = ok
+	if ok {
+		for i := range 3 {
+			p := out.C2Peaks[i][sel[i]]
+			lm[i] = geometry.Point{X: p.X, Y: p.Y}
+			conf[i] = p.Conf
+		}
+	}
+	ch := k.ChooseC7(out.C7Peaks, midpoint(lm[geometry.C2InfAnt], lm[geometry.C2InfPost]))
+	f.C7Plausible = ch.Chosen >= 0
+	f.C7Levels = len(ch.Levels)
+	f.C7LevelMoved = ch.Moved
+	f.C7LevelMargin = 4
+	for i, l := range ch.Levels {
+		if i != ch.Chosen {
+			f.C7LevelMargin = math.Min(f.C7LevelMargin, ch.Levels[ch.Chosen].Conf-l.Conf)
+		}
+	}
+	if ch.Chosen >= 0 {
+		for j, i := range c7Index {
+			p := out.C7Peaks[j][ch.Index[j]]
+			lm[i] = geometry.Point{X: p.X, Y: p.Y}
+			conf[i] = p.Conf
+		}
+	}
+}
+
+// endplateSpread is the largest difference, over the endplates given as
+// index pairs and over every two runs, between the directions the runs give
+// to the same endplate (degrees); -1 with fewer than two runs.
+func endplateSpread(runs [][]stages.Point, endplates [][2]int) float64 {
+	if len(runs) < 2 {
+		return -1
+	}
+	spread := 0.0
+	for _, e := range endplates {
+		angles := make([]float64, len(runs))
+		for i, r := range runs {
+			if len(r) <= max(e[0], e[1]) {
+				return -1
+			}
+			angles[i] = math.Atan2(r[e[1]].Y-r[e[0]].Y, r[e[1]].X-r[e[0]].X) * 180 / math.Pi
+		}
+		for i := range angles {
+			for j := i + 1; j < len(angles); j++ {
+				d := math.Mod(angles[j]-angles[i]+540, 360) - 180 // wrapped to [−180, 180)
+				spread = math.Max(spread, math.Abs(d))
+			}
+		}
+	}
+	return sanitize(spread)
+}
+
+// globalStep is the median distance between neighbouring stage-1 C3–C6
+// vertebra centres (pixels): one vertebral step; 0 when not finite.
+func globalStep(g *[geometry.NumLandmarks]geometry.Point) float64 {
+	var c [4]geometry.Point
+	for n := 3; n <= 6; n++ {
+		c[n-3] = midpoint(midpoint(g[geometry.SupAnt(n)], g[geometry.SupPost(n)]), midpoint(g[geometry.InfAnt(n)], g[geometry.InfPost(n)]))
+	}
+	d := []float64{geometry.Dist(c[0], c[1]), geometry.Dist(c[1], c[2]), geometry.Dist(c[2], c[3])}
+	slices.Sort(d)
+	if math.IsNaN(d[1]) || math.IsInf(d[1], 0) {
+		return 0
+	}
+	return d[1]
 }
 
 // displayBuffers recycles the display images (20 MB for a 2500×2048

@@ -21,6 +21,10 @@ type Thresholds struct {
 	// C7MaxDisagreementMM: a mean distance between the global and the
 	// specialist C7 corners above it gives c7_stage_disagreement.
 	C7MaxDisagreementMM float64 `json:"c7_max_disagreement_mm"`
+	// C7MaxSpreadDeg: when the C7 endplate slopes of the specialist's
+	// separate crops differ by more than this (degrees), the C7 estimate is
+	// not to be trusted either: c7_low_confidence. Absent from a file: never.
+	C7MaxSpreadDeg float64 `json:"c7_max_spread_deg"`
 	// C7ObscuredMinProb: an estimated probability of complete obscuration at
 	// or above it gives c7_obscured.
 	C7ObscuredMinProb float64 `json:"c7_obscured_min_prob"`
@@ -75,9 +79,13 @@ func DefaultThresholds() Thresholds {
 	return t
 }
 
+// NeverSpreadDeg is a C7MaxSpreadDeg that never fires (endplate directions
+// differ by at most 180°).
+const NeverSpreadDeg = 1000
+
 // ParseThresholds parses and validates a thresholds file's content.
 func ParseThresholds(b []byte) (Thresholds, error) {
-	var t Thresholds
+	t := Thresholds{C7MaxSpreadDeg: NeverSpreadDeg}
 	if err := json.Unmarshal(b, &t); err != nil {
 		return t, fmt.Errorf("parse thresholds: %w", err)
 	}
@@ -108,6 +116,7 @@ func (t Thresholds) Validate() error {
 	check("c7_min_confidence", t.C7MinConfidence, 0, 1)
 	check("c7_max_disagreement_mm", t.C7MaxDisagreementMM, 0, 1000)
 	check("c7_obscured_min_prob", t.C7ObscuredMinProb, 0, 1.01)
+	check("c7_max_spread_deg", t.C7MaxSpreadDeg, 0, NeverSpreadDeg)
 	check("not_lateral_min_global_confidence", t.NotLateralMinGlobalConfidence, 0, 1)
 	check("low_quality_min_contrast", t.LowQualityMinContrast, 0, 1)
 	check("low_quality_min_global_confidence", t.LowQualityMinGlobalConfidence, 0, 1)
@@ -139,6 +148,33 @@ type Features struct {
 	HeaderLateral bool `json:"header_lateral"`
 	// Contrast is the standard deviation of the display image in [0, 1].
 	Contrast float64 `json:"contrast"`
+	// C7Steps is the distance from the C2 inferior endplate to the C7 centre
+	// in vertebral steps (the median distance between neighbouring global
+	// C3–C6 centres): about 4.5 when C7 is the fifth vertebra below C2;
+	// negative when not available.
+	C7Steps float64 `json:"c7_steps"`
+	// C7Levels is the number of distinct plausible C7 candidates among the
+	// specialist's peaks (hierarchical mode); C7LevelMoved says that a level
+	// other than the strongest was chosen by counting from C2.
+	C7Levels     int  `json:"c7_levels"`
+	C7LevelMoved bool `json:"c7_level_moved,omitempty"`
+	// C7LevelMargin is the summed peak confidence of the chosen C7 level
+	// minus that of the best other level (4 when there is none).
+	C7LevelMargin float64 `json:"c7_level_margin"`
+	// C2Plausible and C7Plausible: the specialist's candidates contained a
+	// plausible C2 (centroid and inferior endplate) and C7 body.
+	C2Plausible bool `json:"c2_plausible"`
+	C7Plausible bool `json:"c7_plausible"`
+	// C2DisagreementMM is the mean distance between the global and the
+	// refined C2 landmarks (mm, or nominal mm without spacing; negative in
+	// single-stage mode).
+	C2DisagreementMM float64 `json:"c2_disagreement_mm"`
+	// C2SpreadDeg and C7SpreadDeg are the largest difference between the C2
+	// inferior endplate slopes, and between the C7 endplate slopes, that
+	// the specialist's separate crops give (degrees; negative when not
+	// available): how much the angle depends on where the crop was cut.
+	C2SpreadDeg float64 `json:"c2_spread_deg"`
+	C7SpreadDeg float64 `json:"c7_spread_deg"`
 }
 
 // Obscuration grades C7 obscuration: the most probable class of the models'
@@ -180,7 +216,7 @@ func (t Thresholds) completeProb(f Features) float64 {
 // never returns nil, so that the JSON says "reasons": [].
 func (t Thresholds) Reasons(f Features) []string {
 	r := []string{}
-	if f.C7Confidence < t.C7MinConfidence {
+	if f.C7Confidence < t.C7MinConfidence || f.C7SpreadDeg > t.C7MaxSpreadDeg {
 		r = append(r, result.ReasonC7LowConfidence)
 	}
 	if f.C7DisagreementMM >= 0 && f.C7DisagreementMM > t.C7MaxDisagreementMM {

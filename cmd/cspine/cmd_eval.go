@@ -136,9 +136,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			status = "NOT met"
 		}
 		fmt.Fprintf(stdout, "Calibrated on %d measured images (%d large errors): catches %d (%.1f%%, target %.0f%% %s), flags %d (%.1f%%).\n"+
-			"c7_min_confidence %.4f, c7_max_disagreement_mm %.3f, c7_obscured_min_prob %.4f; written to %s\n\n",
+			"c7_min_confidence %.4f, c7_max_disagreement_mm %.3f, c7_obscured_min_prob %.4f, c7_max_spread_deg %.3f; written to %s\n\n",
 			cal.Measured, cal.LargeErrors, cal.Caught, 100*cal.Recall, 100**target, status, cal.Flagged, 100*cal.FlagRate,
-			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, *calibrate)
+			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg, *calibrate)
 		sampleSets[0] = eval.Reflag(sampleSets[0], th)
 	}
 

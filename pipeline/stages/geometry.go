@@ -181,6 +181,94 @@ func decodeHeatmaps(hm []float32, channels, h, w int) ([]Point, []float64) {
 	return pts, conf
 }
 
+// Peak is one local maximum of a heatmap channel, mapped like the landmark
+// it stands for; Conf is its value clamped to [0, 1].
+type Peak struct {
+	Point
+	Conf float64
+}
+
+// decodePeaks returns, per channel, up to k local maxima (3×3 neighbourhood)
+// of at least minConf, strongest first (ties: lower index first), each at
+// least minSep heatmap pixels (Chebyshev) from every stronger one kept.
+// The first peak of a channel is the argmax decodeHeatmaps finds. Points are
+// in heatmap pixels with the same sub-pixel refinement.
+func decodePeaks(hm []float32, channels, h, w, k, minSep int, minConf float64) [][]Peak {
+	out := make([][]Peak, channels)
+	type cand struct {
+		i int
+		v float32
+	}
+	for c := range channels {
+		m := hm[c*h*w : (c+1)*h*w]
+		var cs []cand
+		for i, v := range m {
+			py, px := i/w, i%w
+			isMax := true
+			for dy := -1; dy <= 1 && isMax; dy++ {
+				for dx := -1; dx <= 1; dx++ {
+					y, x := py+dy, px+dx
+					if (dy == 0 && dx == 0) || y < 0 || y >= h || x < 0 || x >= w {
+						continue
+					}
+					j := y*w + x
+					// A plateau counts once: at its lowest index.
+					if m[j] > v || (m[j] == v && j < i) {
+						isMax = false
+						break
+					}
+				}
+			}
+			if isMax {
+				cs = append(cs, cand{i, v})
+			}
+		}
+		slices.SortStableFunc(cs, func(a, b cand) int {
+			switch {
+			case a.v > b.v:
+				return -1
+			case a.v < b.v:
+				return 1
+			}
+			return a.i - b.i
+		})
+		var kept []cand
+		for _, cd := range cs {
+			if len(kept) >= k {
+				break
+			}
+			conf := min(1, max(0, float64(cd.v)))
+			if len(kept) > 0 && conf < minConf {
+				break
+			}
+			far := true
+			for _, q := range kept {
+				if max(abs(q.i/w-cd.i/w), abs(q.i%w-cd.i%w)) < minSep {
+					far = false
+					break
+				}
+			}
+			if !far {
+				continue
+			}
+			kept = append(kept, cd)
+			py, px := cd.i/w, cd.i%w
+			out[c] = append(out[c], Peak{Point: Point{
+				X: float64(px) + refine(m, w, px, py, 1, 0, w),
+				Y: float64(py) + refine(m, w, px, py, 0, 1, h),
+			}, Conf: conf})
+		}
+	}
+	return out
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
 // refine fits a parabola through the log of the peak and its two neighbours
 // along one axis (exact for a Gaussian peak); the offset is clamped to ±0.5.
 func refine(m []float32, w, px, py, dx, dy, n int) float64 {

@@ -194,3 +194,80 @@ func TestVertebraSize(t *testing.T) {
 		t.Fatalf("vertebraSize = %v, want 14.5", v)
 	}
 }
+
+// gaussian adds a peak of height a at (x, y) to an h×w plane.
+func gaussian(m []float32, h, w int, x, y, a, sigma float64) {
+	for i := range h {
+		for j := range w {
+			d2 := (float64(j)-x)*(float64(j)-x) + (float64(i)-y)*(float64(i)-y)
+			m[i*w+j] += float32(a * math.Exp(-d2/(2*sigma*sigma)))
+		}
+	}
+}
+
+func TestDecodePeaks(t *testing.T) {
+	const h, w = 40, 40
+	hm := make([]float32, 2*h*w)
+	// Channel 0: a strong peak, a weaker one far away, a shoulder 2 px from
+	// the strong one (not a separate candidate) and a faint one below
+	// PeakMinConf.
+	gaussian(hm[:h*w], h, w, 10, 10, 0.9, 1.5)
+	gaussian(hm[:h*w], h, w, 30, 25, 0.4, 1.5)
+	gaussian(hm[:h*w], h, w, 5, 35, 0.03, 1.5)
+	// Channel 1: one peak only.
+	gaussian(hm[h*w:], h, w, 20, 5, 0.7, 1.5)
+	peaks := decodePeaks(hm, 2, h, w, 4, 4, 0.05)
+	pts, conf := decodeHeatmaps(hm, 2, h, w)
+	if len(peaks[0]) != 2 || len(peaks[1]) != 1 {
+		t.Fatalf("peaks per channel %d, %d; want 2, 1: %+v", len(peaks[0]), len(peaks[1]), peaks)
+	}
+	for c := range 2 {
+		if peaks[c][0].Point != pts[c] || peaks[c][0].Conf != conf[c] {
+			t.Errorf("channel %d: first peak %+v, argmax %+v %.3f", c, peaks[c][0], pts[c], conf[c])
+		}
+	}
+	if p := peaks[0][1]; math.Abs(p.X-30) > 0.05 || math.Abs(p.Y-25) > 0.05 || math.Abs(p.Conf-0.4) > 0.01 {
+		t.Errorf("second peak %+v, want (30, 25) 0.4", p)
+	}
+	// k limits the count; minSep merges close maxima.
+	if got := decodePeaks(hm, 1, h, w, 1, 4, 0.05); len(got[0]) != 1 {
+		t.Errorf("k=1 gave %d peaks", len(got[0]))
+	}
+	close2 := make([]float32, h*w)
+	gaussian(close2, h, w, 10, 10, 0.9, 0.6)
+	gaussian(close2, h, w, 13, 10, 0.8, 0.6)
+	if got := decodePeaks(close2, 1, h, w, 4, 4, 0.05); len(got[0]) != 1 {
+		t.Errorf("maxima 3 px apart with minSep 4 gave %d peaks", len(got[0]))
+	}
+	if got := decodePeaks(close2, 1, h, w, 4, 2, 0.05); len(got[0]) != 2 {
+		t.Errorf("maxima 3 px apart with minSep 2 gave %d peaks", len(got[0]))
+	}
+}
+
+func TestAverageShifted(t *testing.T) {
+	// Two 1-channel 4×4 heatmaps: the centred one and one cut 1 px further
+	// right, whose pixel (u, v) lies at (u+1, v) on the centred grid.
+	const h = 4
+	base := make([]float32, h*h)
+	shifted := make([]float32, h*h)
+	for i := range base {
+		base[i] = 1
+		shifted[i] = 3
+	}
+	acc := make([]float64, h*h)
+	n := make([]float64, h*h)
+	averageShifted(acc, n, base, 1, h, 0, 0)
+	averageShifted(acc, n, shifted, 1, h, 1, 0)
+	for y := range h {
+		for x := range h {
+			i := y*h + x
+			wantN, wantAcc := 2.0, 4.0
+			if x == 0 { // the shifted crop does not cover the first column
+				wantN, wantAcc = 1, 1
+			}
+			if n[i] != wantN || acc[i] != wantAcc {
+				t.Errorf("(%d,%d): acc %v n %v, want %v %v", x, y, acc[i], n[i], wantAcc, wantN)
+			}
+		}
+	}
+}

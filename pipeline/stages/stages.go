@@ -105,7 +105,28 @@ type Output struct {
 	TimingsMS map[string]float64
 	// C2Crop and C7Crop are the specialist crops used (original grid).
 	C2Crop, C7Crop Region
+	// C2Peaks and C7Peaks are the specialists' candidate positions per
+	// landmark (original grid), strongest first: the first is C2[i] or C7[i],
+	// the others are further local maxima of the same heatmap (see
+	// PeaksPerLandmark). Empty in single-stage mode.
+	C2Peaks [3][]Peak
+	C7Peaks [4][]Peak
+	// C2Runs and C7Runs are the landmarks each specialist crop (centred,
+	// then shifted: see ShiftHeatmapPx) gives on its own, before averaging:
+	// their spread measures how much the result depends on the crop.
+	C2Runs [][]Point
+	C7Runs [][]Point
 }
+
+// PeaksPerLandmark, PeakMinSeparation and PeakMinConf choose the specialist
+// candidates kept: at most 4 local maxima per landmark heatmap, 4 heatmap
+// pixels apart (a few millimetres; neighbouring vertebrae's corners are a
+// vertebra apart), of value at least 0.05.
+const (
+	PeaksPerLandmark  = 4
+	PeakMinSeparation = 4
+	PeakMinConf       = 0.05
+)
 
 // Models is a loaded model set.
 type Models struct {
@@ -237,11 +258,11 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 	lb := newLetterbox(in.Rows, in.Cols, m.globalN)
 	img := make([]float32, m.globalN*m.globalN)
 	lb.letterbox(in.Pix, img)
-	res, err := m.global.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(m.globalN), int64(m.globalN)}, Data: img})
+	ghm, err := m.globalHeatmaps(ctx, img)
 	if err != nil {
 		return nil, fmt.Errorf("stages: global: %w", err)
 	}
-	hp, conf := decodeHeatmaps(res[0].Data, 23, m.globalH, m.globalH)
+	hp, conf := decodeHeatmaps(ghm, 23, m.globalH, m.globalH)
 	var lbPts [23]Point
 	for i := range hp {
 		lbPts[i] = heatmapToInput(hp[i], m.man.Stages.Global.Stride)
@@ -269,7 +290,7 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 			feat[3*i+2] = 1
 		}
 	}
-	res, err = m.loc.Run(ctx, ort.Tensor{Shape: []int64{1, 57}, Data: feat})
+	res, err := m.loc.Run(ctx, ort.Tensor{Shape: []int64{1, 57}, Data: feat})
 	if err != nil {
 		return nil, fmt.Errorf("stages: c7 locator: %w", err)
 	}
@@ -296,10 +317,12 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 	c2c := Point{X: (out.Global[0].X + out.Global[1].X + out.Global[2].X) / 3, Y: (out.Global[0].Y + out.Global[1].Y + out.Global[2].Y) / 3}
 	sx, sy := step(c2s)
 	c2g := cropGeom{CX: c2c.X, CY: c2c.Y, SX: sx, SY: sy, N: c2s.InputSize}
-	pts, cf, _, err := m.specialist(ctx, m.c2, c2g, in, 3, m.c2H, c2s.Stride)
+	pts, cf, _, peaks, runs, err := m.specialist(ctx, m.c2, c2g, in, 3, m.c2H, c2s.Stride)
 	if err != nil {
 		return nil, fmt.Errorf("stages: c2 specialist: %w", err)
 	}
+	out.C2Runs = runs
+	copy(out.C2Peaks[:], peaks)
 	copy(out.C2[:], pts)
 	copy(out.C2Conf[:], cf)
 	out.C2Crop = Region{CX: c2g.CX, CY: c2g.CY, W: sx * float64(c2g.N), H: sy * float64(c2g.N)}
@@ -307,10 +330,12 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 	c7s := &m.man.Stages.C7
 	sx, sy = step(c7s)
 	c7g := cropGeom{CX: out.C7Region.CX, CY: out.C7Region.CY, SX: sx, SY: sy, N: c7s.InputSize}
-	pts, cf, extra, err := m.specialist(ctx, m.c7, c7g, in, 4, m.c7H, c7s.Stride)
+	pts, cf, extra, peaks, runs, err := m.specialist(ctx, m.c7, c7g, in, 4, m.c7H, c7s.Stride)
 	if err != nil {
 		return nil, fmt.Errorf("stages: c7 specialist: %w", err)
 	}
+	out.C7Runs = runs
+	copy(out.C7Peaks[:], peaks)
 	copy(out.C7[:], pts)
 	copy(out.C7Conf[:], cf)
 	for i := range 3 {
@@ -322,26 +347,138 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 	return out, nil
 }
 
-// specialist crops, runs a specialist and maps its landmarks back. extra is
-// the second output (C7 obscuration), if any.
-func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in Input, channels, h, stride int) ([]Point, []float64, []float32, error) {
-	if !(g.SX > 0) || !(g.SY > 0) || math.IsInf(g.SX, 0) || math.IsInf(g.SY, 0) || math.IsNaN(g.CX) || math.IsNaN(g.CY) {
-		return nil, nil, nil, fmt.Errorf("%w: crop geometry %+v", ErrBadInput, g)
-	}
-	img := make([]float32, g.N*g.N)
-	g.crop(in.Pix, in.Rows, in.Cols, img)
-	res, err := s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(g.N), int64(g.N)}, Data: img})
+// globalHeatmaps runs the global model on the letterboxed image and on its
+// mirror image (a lateral radiograph facing the other way) and returns the
+// average of the two heatmaps, the mirrored one flipped back: test-time
+// augmentation that makes stage 1 less dependent on the facing.
+func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, error) {
+	n := m.globalN
+	shape := []int64{1, 1, int64(n), int64(n)}
+	res, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: img})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	hp, conf := decodeHeatmaps(res[0].Data, channels, h, h)
+	hm := res[0].Data
+	mir := make([]float32, len(img))
+	for y := range n {
+		for x := range n {
+			mir[y*n+x] = img[y*n+n-1-x]
+		}
+	}
+	res2, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: mir})
+	if err != nil {
+		return nil, err
+	}
+	h := m.globalH
+	hm2 := res2[0].Data
+	out := make([]float32, len(hm))
+	for c := range len(hm) / (h * h) {
+		for y := range h {
+			row := (c*h + y) * h
+			for x := range h {
+				out[row+x] = (hm[row+x] + hm2[row+h-1-x]) / 2
+			}
+		}
+	}
+	return out, nil
+}
+
+// ShiftHeatmapPx is the offset, in heatmap pixels, of the four extra crops
+// each specialist sees besides the centred one (right, left, down, up): the
+// five heatmaps are averaged on the centred crop's grid before decoding, so
+// that a landmark does not depend on where exactly the crop was cut (test-
+// time augmentation by translation; deterministic).
+const ShiftHeatmapPx = 6
+
+// specialistShifts are the crop offsets in heatmap pixels, centred first.
+var specialistShifts = [][2]int{{0, 0}, {ShiftHeatmapPx, ShiftHeatmapPx}, {-ShiftHeatmapPx, -ShiftHeatmapPx}}
+
+// averageShifted adds heatmap hm (channels×h×h) of a crop shifted by (kx,
+// ky) heatmap pixels into acc on the centred grid and counts the
+// contributions per pixel in n.
+func averageShifted(acc, n []float64, hm []float32, channels, h, kx, ky int) {
+	for c := range channels {
+		for v := range h {
+			y := v + ky
+			if y < 0 || y >= h {
+				continue
+			}
+			for u := range h {
+				x := u + kx
+				if x < 0 || x >= h {
+					continue
+				}
+				acc[(c*h+y)*h+x] += float64(hm[(c*h+v)*h+u])
+				if c == 0 {
+					n[y*h+x]++
+				}
+			}
+		}
+	}
+}
+
+// specialist crops, runs a specialist on the centred and the shifted crops,
+// averages the heatmaps and maps the landmarks back. extra is the second
+// output (C7 obscuration), averaged, if any; peaks are the candidate
+// positions per landmark (the first is the landmark itself); runs are the
+// landmarks of each crop on its own.
+func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in Input, channels, h, stride int) ([]Point, []float64, []float32, [][]Peak, [][]Point, error) {
+	if !(g.SX > 0) || !(g.SY > 0) || math.IsInf(g.SX, 0) || math.IsInf(g.SY, 0) || math.IsNaN(g.CX) || math.IsNaN(g.CY) {
+		return nil, nil, nil, nil, nil, fmt.Errorf("%w: crop geometry %+v", ErrBadInput, g)
+	}
+	var runs [][]Point
+	img := make([]float32, g.N*g.N)
+	acc := make([]float64, channels*h*h)
+	cnt := make([]float64, h*h)
+	var extra []float32
+	var extraAcc []float64
+	for _, sh := range specialistShifts {
+		gs := g
+		gs.CX += float64(sh[0]*stride) * g.SX
+		gs.CY += float64(sh[1]*stride) * g.SY
+		gs.crop(in.Pix, in.Rows, in.Cols, img)
+		res, err := s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(g.N), int64(g.N)}, Data: img})
+		if err != nil {
+			return nil, nil, nil, nil, nil, err
+		}
+		averageShifted(acc, cnt, res[0].Data, channels, h, sh[0], sh[1])
+		rp, _ := decodeHeatmaps(res[0].Data, channels, h, h)
+		run := make([]Point, channels)
+		for i, p := range rp {
+			run[i] = gs.fromCrop(heatmapToInput(p, stride))
+		}
+		runs = append(runs, run)
+		if len(res) > 1 {
+			if extraAcc == nil {
+				extraAcc = make([]float64, len(res[1].Data))
+			}
+			for i, v := range res[1].Data {
+				extraAcc[i] += float64(v)
+			}
+		}
+	}
+	hm := make([]float32, len(acc))
+	for i, v := range acc {
+		if n := cnt[i%(h*h)]; n > 0 {
+			hm[i] = float32(v / n)
+		}
+	}
+	if extraAcc != nil {
+		extra = make([]float32, len(extraAcc))
+		for i, v := range extraAcc {
+			extra[i] = float32(v / float64(len(specialistShifts)))
+		}
+	}
+	hp, conf := decodeHeatmaps(hm, channels, h, h)
 	pts := make([]Point, channels)
 	for i, p := range hp {
 		pts[i] = g.fromCrop(heatmapToInput(p, stride))
 	}
-	var extra []float32
-	if len(res) > 1 {
-		extra = res[1].Data
+	peaks := decodePeaks(hm, channels, h, h, PeaksPerLandmark, PeakMinSeparation, PeakMinConf)
+	for _, ps := range peaks {
+		for j := range ps {
+			ps[j].Point = g.fromCrop(heatmapToInput(ps[j].Point, stride))
+		}
 	}
-	return pts, conf, extra, nil
+	return pts, conf, extra, peaks, runs, nil
 }
