@@ -60,6 +60,19 @@ type Options struct {
 	// "duplicate", "variant", "rejected" or "failed" (metrics).
 	OnOutcome func(outcome string)
 	Logger    *slog.Logger
+	// WAL turns on the write-ahead spool for instances received through
+	// the DICOM node (services.StreamStorer): an instance is answered
+	// success once it is fdatasynced, with everything its row needs, in a
+	// preallocated segment under spool/.wal; its spool file and row are
+	// made in batches by a background materialiser, and replayed by Start
+	// after a crash. Start must be called before the node listens, Close
+	// after it stopped. Without WAL every instance is kept and recorded
+	// before its answer (HandleStore).
+	WAL bool
+	// WALSegmentSize and WALMaxBytes size the write-ahead spool's segment
+	// files and bound their total (defaults DefaultWALSegmentSize and
+	// DefaultWALMaxBytes). The segments stay allocated once made.
+	WALSegmentSize, WALMaxBytes int64
 }
 
 // Handler implements services.StoreHandler and services.TempDirer.
@@ -70,6 +83,11 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	incoming string
+
+	wal      *wal
+	walStop  chan struct{}
+	walDone  chan struct{}
+	rejected *services.SpoolStore
 }
 
 // New returns a Handler keeping files in spool, which must lie inside
@@ -251,7 +269,14 @@ func ReadHeader(path string) (*Header, error) {
 	if perr != nil {
 		return nil, fmt.Errorf("read header: %w", perr)
 	}
-	h := &Header{Size: st.Size(), SHA256: hex.EncodeToString(hash.Sum(nil))}
+	h := headerOf(ds)
+	h.Size, h.SHA256 = st.Size(), hex.EncodeToString(hash.Sum(nil))
+	return h, nil
+}
+
+// headerOf extracts the Header fields (but Size and SHA256) from ds.
+func headerOf(ds dicom.Dataset) *Header {
+	h := &Header{}
 	str := func(t tag.Tag) string {
 		e, err := ds.FindElementByTag(t)
 		if err != nil {
@@ -300,7 +325,7 @@ func ReadHeader(path string) (*Header, error) {
 	if n := num(tag.Columns); n != nil {
 		h.Columns = *n
 	}
-	return h, nil
+	return h
 }
 
 // parseHeader parses up to the pixel data; it never panics.
@@ -310,7 +335,23 @@ func parseHeader(r io.Reader, size int64) (ds dicom.Dataset, err error) {
 			err = fmt.Errorf("malformed data set: %v", p)
 		}
 	}()
-	return dicom.Parse(r, size, nil, dicom.SkipPixelData())
+	p, err := dicom.NewParser(r, size, nil, dicom.SkipPixelData())
+	if err != nil {
+		return dicom.Dataset{}, err
+	}
+	// Everything Header needs is in groups 0008 to 0028: stop after them
+	// (elements are in ascending order), before the pixel data.
+	ds = p.GetMetadata()
+	for {
+		e, err := p.Next()
+		if errors.Is(err, dicom.ErrorEndOfDICOM) || (err == nil && e.Tag.Group > 0x0028) {
+			return ds, nil
+		}
+		if err != nil {
+			return ds, err
+		}
+		ds.Elements = append(ds.Elements, e)
+	}
 }
 
 func (h *Header) recordParams() models.InstanceRecordParams {

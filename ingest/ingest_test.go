@@ -25,6 +25,8 @@ type testBundle struct {
 	db      *store.DB
 	dataDir string
 	spool   string
+	// replayed: records Start found in the write-ahead spool.
+	replayed int
 }
 
 func setup(t *testing.T, db *store.DB) *testBundle { return setupB(t, db) }

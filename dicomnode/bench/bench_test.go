@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,23 +97,47 @@ type receiver struct {
 	// reset empties the receiver between rounds (files are removed by the
 	// benchmark).
 	reset func(testing.TB)
+	// settle waits until what was answered success is also in its final
+	// place (the write-ahead spool's files and rows); nil when there is
+	// nothing to wait for.
+	settle func(testing.TB)
 }
 
 // startCSPINE starts the node as cmd/cspine serves it: ingest.Handler
-// with a PostgreSQL database.
-func startCSPINE(b testing.TB, out string) receiver {
+// with the write-ahead spool and a PostgreSQL database.
+func startCSPINE(b testing.TB, out string) receiver { return startIngest(b, out, true) }
+
+// startSync starts ingest.Handler without the write-ahead spool: each
+// instance is kept (fsync, link, directory fsync) and its row committed
+// before the answer.
+func startSync(b testing.TB, out string) receiver { return startIngest(b, out, false) }
+
+func startIngest(b testing.TB, out string, wal bool) receiver {
 	db := storetest.Postgres(b, nil)
 	st := models.NewStore(db.Gorm)
 	spool, err := services.NewSpoolStore(filepath.Join(out, "spool"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := ingest.New(st, spool, out, &ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	h, err := ingest.New(st, spool, out, &ingest.Options{Logger: slog.New(slog.DiscardHandler), WAL: wal})
 	if err != nil {
 		b.Fatal(err)
 	}
+	if _, err := h.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	r := startNode(b, spool.Dir, h)
+	b.Cleanup(func() { h.Close(context.Background()) })
 	files := r.count
+	if wal {
+		r.settle = func(b testing.TB) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			if err := h.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	r.count = func(b testing.TB) int {
 		var rows int64
 		if err := db.Gorm.Model(&models.Instance{}).Count(&rows).Error; err != nil {
@@ -153,7 +178,7 @@ func startNode(b testing.TB, out string, h services.StoreHandler) receiver {
 	go n.Serve(context.Background(), ln)
 	b.Cleanup(func() { n.Shutdown(context.Background()) })
 	return receiver{port: ln.Addr().(*net.TCPAddr).Port, dir: out,
-		count: func(testing.TB) int { return countFiles(out) - 1 }, reset: func(testing.TB) {}}
+		count: func(testing.TB) int { return countFiles(out) }, reset: func(testing.TB) {}}
 }
 
 // ceilingStore keeps files like SpoolStore but without any fsync. It is
@@ -181,15 +206,23 @@ func startStorescp(b testing.TB, out string) receiver {
 	return receiver{port: p.Port, dir: out, count: func(testing.TB) int { return countFiles(out) }, reset: func(testing.TB) {}}
 }
 
+// countFiles counts the files in dir, but those whose names start with a
+// dot (work directories).
 func countFiles(dir string) int {
 	ents, _ := os.ReadDir(dir)
-	return len(ents)
+	n := 0
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+	}
+	return n
 }
 
 func clean(b *testing.B, dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name() == ".incoming" {
+		if strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
@@ -208,7 +241,8 @@ func BenchmarkIngest(b *testing.B) {
 		name  string
 		start func(testing.TB, string) receiver
 	}
-	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"spool", startSpool}, {"nofsync", startCeiling}}
+	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"sync", startSync}, {"spool", startSpool},
+		{"nofsync", startCeiling}}
 	for _, w := range workloads {
 		b.Run(w.name, func(b *testing.B) {
 			files, total := dataset(b, w)
@@ -222,6 +256,10 @@ func BenchmarkIngest(b *testing.B) {
 				rs[i] = r.start(b, out)
 			}
 			spent := make([]time.Duration, len(recvs))
+			// settled: until the last instance is in its final place
+			// (spool file and row), for receivers that finish after the
+			// answer (the write-ahead spool).
+			settled := make([]time.Duration, len(recvs))
 			b.SetBytes(total * int64(len(recvs)))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -229,7 +267,13 @@ func BenchmarkIngest(b *testing.B) {
 					j := (i + k) % len(recvs)
 					start := time.Now()
 					sendParallel(b, rs[j].port, files, w.assocs)
-					spent[j] += time.Since(start)
+					d := time.Since(start)
+					spent[j] += d
+					if rs[j].settle != nil {
+						rs[j].settle(b)
+						d = time.Since(start)
+					}
+					settled[j] += d
 					b.StopTimer()
 					if got := rs[j].count(b); got != len(files) {
 						b.Fatalf("%s kept %d of %d files", recvs[j].name, got, len(files))
@@ -244,6 +288,9 @@ func BenchmarkIngest(b *testing.B) {
 				b.ReportMetric(rate(j), r.name+"_img/s")
 				if r.name != "storescp" {
 					b.ReportMetric(rate(j)/rate(1), "ratio_"+r.name)
+				}
+				if settled[j] != spent[j] {
+					b.ReportMetric(float64(len(files)*b.N)/settled[j].Seconds()/rate(1), "ratio_"+r.name+"_settled")
 				}
 			}
 		})

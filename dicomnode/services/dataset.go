@@ -126,3 +126,46 @@ func newRawParser(b []byte, ts string, opts ...dicom.ParseOption) (*dicom.Parser
 	opts = append(opts, dicom.AllowUnknownSpecificCharacterSet())
 	return dicom.NewParser(in, int64(len(meta)+len(b)), nil, opts...)
 }
+
+// HeadStudySeries reads the Study and Series Instance UIDs from the first
+// bytes of a data set, like headerIDs: head holds its first bytes,
+// truncated says whether the data set continues beyond them, and complete
+// is false when head ended before the parser passed both (the caller must
+// then read further to know).
+func HeadStudySeries(head []byte, truncated bool, ts string) (study, series string, complete bool, err error) {
+	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
+	if err != nil {
+		return "", "", false, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in parser: %v", r)
+		}
+	}()
+	p, err := newRawParser(head, ts, dicom.SkipPixelData())
+	if err != nil {
+		return "", "", false, err
+	}
+	p.SetTransferSyntax(bo, implicit)
+	for {
+		e, err := p.Next()
+		if err != nil {
+			if errors.Is(err, dicom.ErrorEndOfDICOM) {
+				return study, series, true, nil
+			}
+			if truncated && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+				return study, series, false, nil
+			}
+			return study, series, false, err
+		}
+		switch {
+		case e.Tag == tag.StudyInstanceUID:
+			study = firstString(e)
+		case e.Tag == tag.SeriesInstanceUID:
+			series = firstString(e)
+			return study, series, true, nil
+		case e.Tag.Group > 0x0020 || (e.Tag.Group == 0x0020 && e.Tag.Element > 0x000E):
+			return study, series, true, nil
+		}
+	}
+}

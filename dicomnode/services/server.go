@@ -145,6 +145,25 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		}
 		return storeOutcome{dimse.StatusCannotUnderstand, "no Affected SOP Instance UID"}, nil
 	}
+	if ss, ok := s.Store.(StreamStorer); ok {
+		req := &StoreRequest{
+			SOPClassUID: c.AffectedSOPClassUID, SOPInstanceUID: c.AffectedSOPInstanceUID,
+			TransferSyntaxUID: pc.TransferSyntax, CallingAETitle: a.CallingAETitle(), CalledAETitle: a.CalledAETitle(),
+			RemoteAddr: a.RemoteAddr(), MoveOriginatorAETitle: c.MoveOriginatorAETitle,
+			MoveOriginatorMessageID: c.MoveOriginatorMessageID, Received: time.Now(),
+		}
+		stream, err := s.beginStream(ctx, ss, req)
+		switch {
+		case err == nil:
+			return s.receiveStream(ctx, log, a, m, pc.TransferSyntax, req, stream)
+		case !errors.Is(err, ErrNoStream):
+			log.Error("c-store: cannot receive", "err", err)
+			if err := m.Discard(); err != nil {
+				return storeOutcome{}, err
+			}
+			return storeOutcome{dimse.StatusOutOfResources, "the receiving node cannot keep instances now"}, nil
+		}
+	}
 	dir := s.TempDir
 	if td, ok := s.Store.(TempDirer); ok {
 		dir = td.TempDir()
@@ -169,11 +188,7 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		}
 	}()
 
-	meta := EncodeFileMeta(FileMeta{
-		MediaStorageSOPClassUID: c.AffectedSOPClassUID, MediaStorageSOPInstanceUID: c.AffectedSOPInstanceUID,
-		TransferSyntaxUID: pc.TransferSyntax, ImplementationClassUID: s.ImplementationClassUID,
-		ImplementationVersionName: s.ImplementationVersionName, SourceAETitle: a.CallingAETitle(),
-	})
+	meta := s.fileMeta(a, m, pc.TransferSyntax)
 	// Start writing the data back to disk while it is still arriving, so
 	// that the handler's fsync has little left to wait for.
 	wb := &writebackWriter{f: f}
@@ -237,6 +252,86 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 	}
 	log.Debug("c-store: stored", "sop_instance_uid", c.AffectedSOPInstanceUID, "bytes", sink.n, "status", st)
 	return storeOutcome{status: st}, nil
+}
+
+func (s *Server) fileMeta(a *association.Association, m *dimse.Message, ts string) []byte {
+	c := m.Command
+	return EncodeFileMeta(FileMeta{
+		MediaStorageSOPClassUID: c.AffectedSOPClassUID, MediaStorageSOPInstanceUID: c.AffectedSOPInstanceUID,
+		TransferSyntaxUID: ts, ImplementationClassUID: s.ImplementationClassUID,
+		ImplementationVersionName: s.ImplementationVersionName, SourceAETitle: a.CallingAETitle(),
+	})
+}
+
+// receiveStream streams the data set of a C-STORE-RQ into a StoreStream:
+// the same checks as for a temporary file, then Commit or Abort.
+func (s *Server) receiveStream(ctx context.Context, log *slog.Logger, a *association.Association, m *dimse.Message,
+	ts string, req *StoreRequest, stream StoreStream) (out storeOutcome, err error) {
+	c := m.Command
+	committed := false
+	defer func() {
+		if !committed {
+			stream.Abort()
+		}
+	}()
+	sink := &storeSink{w: stream, limit: s.MaxObjectSize}
+	if _, err := stream.Write(s.fileMeta(a, m, ts)); err != nil {
+		sink.werr = err
+	}
+	if _, err := io.Copy(sink, m.Data); err != nil {
+		return storeOutcome{}, fmt.Errorf("receive C-STORE data set: %w", err)
+	}
+	if sink.tooBig {
+		log.Warn("c-store: object larger than limit", "limit", s.MaxObjectSize)
+		return storeOutcome{dimse.StatusOutOfResources, "object exceeds the size limit"}, nil
+	}
+	if sink.werr != nil {
+		level := slog.LevelError
+		if errors.Is(sink.werr, syscall.ENOSPC) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "c-store: write received data", "err", sink.werr)
+		return storeOutcome{dimse.StatusOutOfResources, "write error on the receiving node"}, nil
+	}
+	class, inst, complete, err := headerIDs(sink.prefix, sink.n > int64(len(sink.prefix)), ts)
+	switch {
+	case err != nil:
+		log.Warn("c-store: data set not understood", "err", err)
+		return storeOutcome{dimse.StatusCannotUnderstand, "data set cannot be parsed"}, nil
+	case complete && (class != c.AffectedSOPClassUID || inst != c.AffectedSOPInstanceUID):
+		log.Warn("c-store: data set does not match command")
+		return storeOutcome{dimse.StatusDataSetDoesNotMatchSOPClass, "SOP Class/Instance UID differ from the command"}, nil
+	}
+	req.DataSetSize, req.Head = sink.n, sink.prefix
+	committed = true
+	st, herr := s.commitStream(ctx, stream, req)
+	if herr != nil {
+		log.Error("c-store: handler failed", "status", st, "err", herr)
+		if !st.IsFailure() {
+			st = dimse.StatusOutOfResources
+		}
+		return storeOutcome{st, "the receiving node could not keep the instance"}, nil
+	}
+	log.Debug("c-store: stored", "sop_instance_uid", c.AffectedSOPInstanceUID, "bytes", sink.n, "status", st)
+	return storeOutcome{status: st}, nil
+}
+
+func (s *Server) beginStream(ctx context.Context, ss StreamStorer, req *StoreRequest) (st StoreStream, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, fmt.Errorf("store handler panicked: %v", r)
+		}
+	}()
+	return ss.BeginStore(ctx, req)
+}
+
+func (s *Server) commitStream(ctx context.Context, stream StoreStream, req *StoreRequest) (st dimse.Status, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = dimse.StatusOutOfResources, fmt.Errorf("store handler panicked: %v", r)
+		}
+	}()
+	return stream.Commit(ctx, req)
 }
 
 // callHandler runs the StoreHandler, turning a panic into a failure.

@@ -85,25 +85,39 @@ func (s *SpoolStore) Keep(ctx context.Context, req *StoreRequest) (Kept, error) 
 	if err := syncFile(req.Path); err != nil {
 		return Kept{}, fmt.Errorf("spool: sync received file: %w", err)
 	}
-	base := FileName(req.SOPInstanceUID)
+	k, err := s.Link(req.Path, req.SOPInstanceUID)
+	if err != nil || k.Duplicate {
+		return k, err
+	}
+	if err := s.SyncDir(); err != nil {
+		os.Remove(k.Path)
+		return Kept{}, err
+	}
+	return k, nil
+}
+
+// Link hard-links the file at path under the final name of SOP Instance
+// UID uid (never overwriting), recognising an identical copy already kept
+// (Kept.Duplicate) and keeping a different one beside it (Kept.Variant).
+// It syncs nothing: the caller must have made the file durable and must
+// call SyncDir before relying on the new name (Keep does both; a batch of
+// Links can share one SyncDir).
+func (s *SpoolStore) Link(path, uid string) (Kept, error) {
+	base := FileName(uid)
 	for n := 1; n < 1000; n++ {
 		name := base + ".dcm"
 		if n > 1 {
 			name = fmt.Sprintf("%s~%d.dcm", base, n)
 		}
 		final := filepath.Join(s.Dir, name)
-		err := os.Link(req.Path, final)
+		err := os.Link(path, final)
 		if err == nil {
-			if err := syncDir(s.Dir); err != nil {
-				os.Remove(final)
-				return Kept{}, fmt.Errorf("spool: sync directory: %w", err)
-			}
 			return Kept{Path: final, Variant: n > 1}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return Kept{}, fmt.Errorf("spool: link %s: %w", name, err)
 		}
-		same, err := sameContent(req.Path, final)
+		same, err := sameContent(path, final)
 		if err != nil {
 			return Kept{}, fmt.Errorf("spool: compare with %s: %w", name, err)
 		}
@@ -112,6 +126,14 @@ func (s *SpoolStore) Keep(ctx context.Context, req *StoreRequest) (Kept, error) 
 		}
 	}
 	return Kept{}, fmt.Errorf("spool: too many variants of %s", base)
+}
+
+// SyncDir fsyncs Dir, making the names Link created durable.
+func (s *SpoolStore) SyncDir() error {
+	if err := syncDir(s.Dir); err != nil {
+		return fmt.Errorf("spool: sync directory: %w", err)
+	}
+	return nil
 }
 
 // FileName maps a UID to a safe file name: a valid UID is used as is, any

@@ -11,6 +11,8 @@ package services
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -40,6 +42,10 @@ type StoreRequest struct {
 	// DataSetSize is the number of data set bytes received (excluding file meta).
 	DataSetSize int64
 	Received    time.Time
+	// Head holds the first bytes of the data set (up to 64 KiB), set for
+	// StoreStream.Commit: enough to read the UIDs near its start without
+	// reading the data back.
+	Head []byte
 }
 
 // StoreHandler decides the outcome of a C-STORE. It is called once per
@@ -69,3 +75,30 @@ type StoreHandlerFunc func(ctx context.Context, req *StoreRequest) (dimse.Status
 func (f StoreHandlerFunc) HandleStore(ctx context.Context, req *StoreRequest) (dimse.Status, error) {
 	return f(ctx, req)
 }
+
+// StreamStorer is implemented by handlers that take a data set as it
+// arrives instead of from a temporary file. For each C-STORE the server
+// calls BeginStore (req has no Path, DataSetSize or Head yet), writes the
+// Part-10 file (preamble and File Meta Information, then the data set as
+// received) to the returned StoreStream, and then calls exactly one of
+// Commit (everything arrived and was accepted by the server's checks) or
+// Abort (it did not, or was refused). BeginStore returning ErrNoStream
+// makes the server use the temporary file and HandleStore instead; any
+// other error answers A700.
+type StreamStorer interface {
+	BeginStore(ctx context.Context, req *StoreRequest) (StoreStream, error)
+}
+
+// StoreStream receives one data set. A Write error makes the server stop
+// writing, answer A700 and call Abort. Commit's status is the answer, by the
+// same rules as StoreHandler.HandleStore; like HandleStore it must only
+// answer success once the instance is durable.
+type StoreStream interface {
+	io.Writer
+	Commit(ctx context.Context, req *StoreRequest) (dimse.Status, error)
+	Abort()
+}
+
+// ErrNoStream is returned by StreamStorer.BeginStore to have the data set
+// written to a temporary file and passed to HandleStore.
+var ErrNoStream = errors.New("store handler does not stream")

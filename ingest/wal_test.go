@@ -1,0 +1,256 @@
+package ingest_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cspine/cspine/dicomnode/dicomnodetest"
+	"github.com/cspine/cspine/dicomnode/dimse"
+	"github.com/cspine/cspine/dicomnode/services"
+	"github.com/cspine/cspine/ingest"
+	"github.com/cspine/cspine/models"
+	"github.com/cspine/cspine/store"
+	"github.com/cspine/cspine/store/storetest"
+)
+
+// walBundle is a Handler with the write-ahead spool on dataDir.
+func setupWAL(t testing.TB, db *store.DB, dataDir string, opts *ingest.Options) *testBundle {
+	t.Helper()
+	sp, err := services.NewSpoolStore(filepath.Join(dataDir, "spool"))
+	require.NoError(t, err)
+	st := models.NewStore(db.Gorm)
+	var o ingest.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.WAL = true
+	if o.WALSegmentSize == 0 {
+		o.WALSegmentSize = 1 << 20
+	}
+	h, err := ingest.New(st, sp, dataDir, &o)
+	require.NoError(t, err)
+	n, err := h.Start(context.Background())
+	require.NoError(t, err)
+	return &testBundle{h: h, st: st, db: db, dataDir: dataDir, spool: sp.Dir, replayed: n}
+}
+
+// dataSet returns the data set of a Part-10 file (after its file meta).
+func dataSet(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, n, err := services.ReadFileMeta(bufio.NewReader(bytes.NewReader(b)))
+	require.NoError(t, err)
+	return b[n:]
+}
+
+// stream sends img through the handler's StoreStream as the DICOM server
+// does, and returns the answer.
+func stream(t testing.TB, h *ingest.Handler, img dicomnodetest.Image) (dimse.Status, error) {
+	t.Helper()
+	st, err := streamIn(h, img, t.TempDir())
+	require.NotErrorIs(t, err, errSetup)
+	return st, err
+}
+
+var errSetup = errors.New("test setup")
+
+func streamIn(h *ingest.Handler, img dicomnodetest.Image, tmp string) (dimse.Status, error) {
+	p := filepath.Join(tmp, img.SOPInstanceUID+".dcm")
+	if err := dicomnodetest.WriteImage(p, img); err != nil {
+		return 0, fmt.Errorf("%w: %v", errSetup, err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errSetup, err)
+	}
+	_, n, err := services.ReadFileMeta(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errSetup, err)
+	}
+	req := &services.StoreRequest{
+		SOPClassUID: "1.2.840.10008.5.1.4.1.1.1", SOPInstanceUID: img.SOPInstanceUID,
+		TransferSyntaxUID: "1.2.840.10008.1.2.1", CallingAETitle: "PACS", CalledAETitle: "CSPINE",
+		RemoteAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}, Received: time.Now(),
+	}
+	s, err := h.BeginStore(context.Background(), req)
+	if err != nil {
+		return dimse.StatusOutOfResources, err
+	}
+	// In pieces, as PDVs arrive.
+	for rest := b; len(rest) > 0; {
+		k := min(len(rest), 3000)
+		if _, err := s.Write(rest[:k]); err != nil {
+			s.Abort()
+			return dimse.StatusOutOfResources, err
+		}
+		rest = rest[k:]
+	}
+	ds := b[n:]
+	req.DataSetSize, req.Head = int64(len(ds)), ds[:min(len(ds), 64<<10)]
+	return s.Commit(context.Background(), req)
+}
+
+func TestWALStore(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var outcomes []string
+		b := setupWAL(t, db, t.TempDir(), &ingest.Options{OnOutcome: func(o string) { outcomes = append(outcomes, o) }})
+		defer b.h.Close(ctx)
+		img := dicomnodetest.Image{SOPInstanceUID: "1.2.3.4.1", StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4",
+			PatientID: "P1", PatientName: "Doe^Jane", Rows: 32, Columns: 32}
+		// The same instance twice, and once with other content, before
+		// anything is materialised (the materialiser may or may not have
+		// started: the outcome must be the same).
+		for _, im := range []dicomnodetest.Image{img, img, {SOPInstanceUID: "1.2.3.4.1", StudyInstanceUID: "1.2.3",
+			SeriesInstanceUID: "1.2.3.4", PatientID: "P1", PatientName: "Doe^Jane", Rows: 32, Columns: 32, Seed: 7}} {
+			st, err := stream(t, b.h, im)
+			require.NoError(t, err)
+			require.Equal(t, dimse.StatusSuccess, st)
+		}
+		require.NoError(t, b.h.Flush(ctx))
+		require.Equal(t, []string{ingest.OutcomeStored, ingest.OutcomeDuplicate, ingest.OutcomeVariant}, outcomes)
+
+		in, err := b.st.InstanceGetBySOPUID(ctx, "1.2.3.4.1")
+		require.NoError(t, err)
+		require.Equal(t, models.InstanceReceived, in.State)
+		require.Equal(t, "spool/1.2.3.4.1.dcm", in.SpoolPath)
+		require.Equal(t, "PACS", in.CallingAETitle)
+		require.Equal(t, "CSPINE", in.CalledAETitle)
+		require.Equal(t, "127.0.0.1:4242", in.PeerAddress)
+		require.Equal(t, 32, in.ImageRows)
+		hd, err := ingest.ReadHeader(filepath.Join(b.dataDir, in.SpoolPath))
+		require.NoError(t, err)
+		require.Equal(t, hd.SHA256, in.SHA256)
+		require.Equal(t, hd.Size, in.SizeBytes)
+		study, err := b.st.StudyGetByUID(ctx, "1.2.3")
+		require.NoError(t, err)
+		require.Equal(t, 1, study.InstanceCount)
+		require.Equal(t, models.SourcePush, study.Source)
+		require.Len(t, spoolFiles(t, b.spool), 2)
+	})
+}
+
+// The write-ahead spool survives a crash: a child process (this test
+// binary, re-run) answers instances success while its database cannot
+// record them, then exits without closing anything. A new handler on the
+// same data directory replays them: every instance answered success has
+// its row and its file, with the content that was sent.
+func TestWALReplayAfterCrash(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			var dsn string
+			if dialect == store.Postgres {
+				dsn, _ = storetest.CreatePostgresDB(t)
+			} else {
+				dsn = storetest.SQLiteDSN(t)
+			}
+			db := storetest.Open(t, dsn, nil)
+			dataDir := t.TempDir()
+			// The child's materialiser fails: nothing gets a row.
+			require.NoError(t, db.Gorm.Exec("ALTER TABLE instances RENAME TO instances_away").Error)
+			cmd := exec.Command(os.Args[0], "-test.run", "^$")
+			cmd.Env = append(os.Environ(), "CSPINE_WAL_CHILD=1", "CSPINE_WAL_DSN="+dsn, "CSPINE_WAL_DIR="+dataDir)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			var accepted []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if uid, ok := strings.CutPrefix(l, "accepted "); ok {
+					accepted = append(accepted, uid)
+				}
+			}
+			require.NotEmpty(t, accepted, "%s", out)
+			require.NoError(t, db.Gorm.Exec("ALTER TABLE instances_away RENAME TO instances").Error)
+			var rows int64
+			require.NoError(t, db.Gorm.Model(&models.Instance{}).Count(&rows).Error)
+			require.Zero(t, rows)
+
+			b := setupWAL(t, db, dataDir, nil)
+			require.Equal(t, len(accepted), b.replayed)
+			require.NoError(t, b.h.Flush(ctx))
+			require.NoError(t, db.Gorm.Model(&models.Instance{}).Count(&rows).Error)
+			require.Equal(t, int64(len(accepted)), rows)
+			for _, uid := range accepted {
+				in, err := b.st.InstanceGetBySOPUID(ctx, uid)
+				require.NoError(t, err)
+				require.Equal(t, "PACS", in.CallingAETitle)
+				i, _ := strconv.Atoi(uid[strings.LastIndexByte(uid, '.')+1:])
+				want := filepath.Join(t.TempDir(), "want.dcm")
+				require.NoError(t, dicomnodetest.WriteImage(want, crashImage(i)))
+				got, err := ingest.ReadHeader(filepath.Join(dataDir, in.SpoolPath))
+				require.NoError(t, err)
+				require.Equal(t, in.SHA256, got.SHA256)
+				// The data set sent (the file meta differs: ours names the caller).
+				require.Equal(t, dataSet(t, want), dataSet(t, filepath.Join(dataDir, in.SpoolPath)))
+			}
+			require.Len(t, spoolFiles(t, b.spool), len(accepted))
+			require.NoError(t, b.h.Close(ctx))
+		})
+	}
+}
+
+func crashImage(i int) dicomnodetest.Image {
+	return dicomnodetest.Image{SOPInstanceUID: fmt.Sprintf("1.2.9.1.%d", i), StudyInstanceUID: "1.2.9",
+		SeriesInstanceUID: "1.2.9.1", Rows: 64, Columns: 64, Seed: i}
+}
+
+// walChild is the child of TestWALReplayAfterCrash.
+func walChild() int {
+	ctx := context.Background()
+	db, err := store.Open(ctx, os.Getenv("CSPINE_WAL_DSN"), &store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	dataDir := os.Getenv("CSPINE_WAL_DIR")
+	sp, err := services.NewSpoolStore(filepath.Join(dataDir, "spool"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	h, err := ingest.New(models.NewStore(db.Gorm), sp, dataDir, &ingest.Options{WAL: true, WALSegmentSize: 1 << 20,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		_, err = h.Start(ctx)
+	}
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	tmp, _ := os.MkdirTemp("", "walchild")
+	defer os.RemoveAll(tmp)
+	for i := range 20 {
+		img := crashImage(i)
+		st, err := streamIn(h, img, tmp)
+		if errors.Is(err, errSetup) {
+			fmt.Println(err)
+			return 1
+		}
+		if err == nil && st == dimse.StatusSuccess {
+			fmt.Println("accepted", img.SOPInstanceUID)
+		}
+	}
+	return 0 // no Close: as if the process died here
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("CSPINE_WAL_CHILD") != "" {
+		os.Exit(walChild())
+	}
+	os.Exit(m.Run())
+}

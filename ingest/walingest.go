@@ -1,0 +1,413 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cspine/cspine/dicomnode/dimse"
+	"github.com/cspine/cspine/dicomnode/services"
+	"github.com/cspine/cspine/models"
+)
+
+// How the materialiser batches: at most this many records or bytes (but
+// at least one record) per batch, that is per directory fsync and per
+// database commit.
+const (
+	batchMaxN     = 128
+	batchMaxBytes = 256 << 20
+	// acquireWait bounds how long a C-STORE waits for room in the
+	// write-ahead spool before it is answered A700.
+	acquireWait = 30 * time.Second
+)
+
+// WALDir returns the directory of the write-ahead spool.
+func (h *Handler) WALDir() string {
+	return filepath.Join(h.spool.Dir, ".wal", h.opts.NodeName)
+}
+
+// Start opens the write-ahead spool (Options.WAL; without it Start does
+// nothing), queues the records an earlier run left un-materialised, and
+// starts the materialiser. It returns the number of records replayed; they
+// are materialised in the background (Flush waits for them). Call it
+// before the node listens.
+func (h *Handler) Start(ctx context.Context) (int, error) {
+	if !h.opts.WAL || h.wal != nil {
+		return 0, nil
+	}
+	rej, err := services.NewSpoolStore(filepath.Join(h.spool.Dir, ".rejected"))
+	if err != nil {
+		return 0, fmt.Errorf("ingest: %w", err)
+	}
+	rej.Logger = h.log
+	w, recs, err := openWAL(h.WALDir(), h.opts.WALSegmentSize, h.opts.WALMaxBytes, h.log)
+	if err != nil {
+		return 0, fmt.Errorf("ingest: %w", err)
+	}
+	// Segments whose header was never completely written are made anew.
+	for _, s := range w.segs {
+		if s.seq == 0 && s.pending == 0 {
+			if err := w.reset(s); err != nil {
+				w.closeFiles()
+				return 0, fmt.Errorf("ingest: %w", err)
+			}
+		}
+	}
+	h.wal, h.rejected = w, rej
+	h.walStop, h.walDone = make(chan struct{}), make(chan struct{})
+	go h.materialiser()
+	if len(recs) > 0 {
+		h.log.Info("write-ahead spool: replaying instances not yet recorded", "instances", len(recs))
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return len(recs), nil
+}
+
+// Flush waits until every instance answered success so far has its spool
+// file and database row.
+func (h *Handler) Flush(ctx context.Context) error {
+	if h.wal == nil {
+		return nil
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for !h.wal.idle() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ingest: flush: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close refuses further instances, waits (until ctx ends) for those
+// received to be materialised, and stops the materialiser. What it could
+// not materialise stays in the write-ahead spool for the next Start.
+func (h *Handler) Close(ctx context.Context) error {
+	if h.wal == nil {
+		return nil
+	}
+	w := h.wal
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	ferr := h.Flush(ctx)
+	close(h.walStop)
+	<-h.walDone
+	// Wait for writers still holding a segment (the node should have
+	// stopped them already).
+	w.mu.Lock()
+	for {
+		held := w.making
+		for _, s := range w.segs {
+			held = held || s.held
+		}
+		if !held || ctx.Err() != nil {
+			break
+		}
+		w.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		w.mu.Lock()
+	}
+	w.mu.Unlock()
+	w.closeFiles()
+	return ferr
+}
+
+// BeginStore implements services.StreamStorer: with the write-ahead spool
+// the data set is streamed into a segment; without it, ErrNoStream.
+func (h *Handler) BeginStore(ctx context.Context, req *services.StoreRequest) (services.StoreStream, error) {
+	if h.wal == nil {
+		return nil, services.ErrNoStream
+	}
+	seg, err := h.wal.acquire(acquireWait)
+	if err != nil {
+		h.outcome(OutcomeFailed)
+		return nil, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	return &walStream{h: h, rw: h.wal.newRecordWriter(seg)}, nil
+}
+
+// walStream is one instance being written into the write-ahead spool.
+type walStream struct {
+	h    *Handler
+	rw   *recordWriter
+	done bool
+}
+
+func (s *walStream) Write(p []byte) (int, error) { return s.rw.Write(p) }
+
+func (s *walStream) Abort() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.h.wal.release(s.rw.seg, nil, 0, false)
+	s.rw.free()
+}
+
+// Commit checks that the data set names its study and series, makes the
+// record durable (one fdatasync) and answers success.
+func (s *walStream) Commit(ctx context.Context, req *services.StoreRequest) (dimse.Status, error) {
+	h := s.h
+	defer func() {
+		if !s.done {
+			s.Abort()
+		}
+	}()
+	study, series, complete, err := services.HeadStudySeries(req.Head, req.DataSetSize > int64(len(req.Head)), req.TransferSyntaxUID)
+	if err == nil && !complete {
+		// A long header: parse what was written.
+		study, series, err = s.readUIDs()
+	}
+	if err != nil {
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	if study == "" || series == "" {
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: no Study or Series Instance UID", req.SOPInstanceUID)
+	}
+	if err := ctx.Err(); err != nil {
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	meta := &walRecordMeta{SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
+		TransferSyntaxUID: req.TransferSyntaxUID, CallingAETitle: req.CallingAETitle, CalledAETitle: req.CalledAETitle,
+		MoveOriginatorAETitle: req.MoveOriginatorAETitle, MoveOriginatorMessageID: req.MoveOriginatorMessageID,
+		Source: h.opts.Source, Received: req.Received}
+	if req.MoveOriginatorAETitle != "" {
+		meta.Source = models.SourcePull
+	}
+	if req.RemoteAddr != nil {
+		meta.PeerAddress = req.RemoteAddr.String()
+	}
+	rec, end, err := s.rw.commit(meta)
+	s.done = true
+	s.rw.free()
+	if err != nil {
+		// After a failed fdatasync the page cache may not say what is on
+		// disk: the segment takes nothing more until it is reset.
+		h.wal.release(s.rw.seg, nil, 0, true)
+		h.outcome(OutcomeFailed)
+		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
+	h.wal.release(s.rw.seg, rec, end, false)
+	return dimse.StatusSuccess, nil
+}
+
+// readUIDs parses the header of the data written so far.
+func (s *walStream) readUIDs() (study, series string, err error) {
+	if s.rw.n > 0 {
+		if err := s.rw.flush(); err != nil {
+			return "", "", err
+		}
+	}
+	ds, err := parseHeader(io.NewSectionReader(s.rw.seg.f, s.rw.start+walPage, s.rw.len), s.rw.len)
+	if err != nil {
+		return "", "", err
+	}
+	hd := headerOf(ds)
+	return hd.StudyInstanceUID, hd.SeriesInstanceUID, nil
+}
+
+func (h *Handler) materialiser() {
+	defer close(h.walDone)
+	backoff := 100 * time.Millisecond
+	for {
+		recs := h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
+		if recs == nil {
+			return
+		}
+		if err := h.materialise(context.Background(), recs); err != nil {
+			h.log.Error("write-ahead spool: cannot record received instances; C-STOREs are refused until it can",
+				"instances", len(recs), "retry_in", backoff, "err", err)
+			h.wal.setFailing(err)
+			select {
+			case <-h.walStop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		h.wal.done(recs)
+	}
+}
+
+// item is one record being materialised.
+type item struct {
+	rec      *walRecord
+	tmp      string
+	f        *os.File
+	hdr      *Header
+	kept     services.Kept
+	rejected bool
+	in       *models.Instance
+	outcome  string
+}
+
+// materialise makes the spool files and database rows of recs: each file
+// copied out of its segment and fsynced, all linked under their final
+// names with one directory fsync, all rows in one transaction. It is
+// idempotent (an instance whose file or row exists is recognised as
+// such), so a batch that failed, or was interrupted by a crash, is simply
+// done again.
+func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
+	items := make([]item, len(recs))
+	defer func() {
+		for _, it := range items {
+			if it.f != nil {
+				it.f.Close()
+			}
+			if it.tmp != "" {
+				os.Remove(it.tmp)
+			}
+		}
+	}()
+	for i, r := range recs {
+		it := &items[i]
+		it.rec = r
+		f, err := os.CreateTemp(h.incoming, "wal-*.dcm")
+		if err != nil {
+			return fmt.Errorf("materialise: %w", err)
+		}
+		it.tmp, it.f = f.Name(), f
+		if err := copyOut(f, r); err != nil {
+			return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
+		}
+		_ = unix.SyncFileRange(int(f.Fd()), 0, r.dataLen, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	for i := range items {
+		it := &items[i]
+		hdr, err := ReadHeader(it.tmp)
+		if err == nil && (hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "") {
+			err = errors.New("no Study or Series Instance UID")
+		}
+		if err != nil {
+			h.log.Error("write-ahead spool: instance answered success cannot be parsed; kept in spool/.rejected",
+				"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", err)
+			it.rejected = true
+		}
+		it.hdr = hdr
+		if err := it.f.Sync(); err != nil {
+			return fmt.Errorf("materialise %s: sync: %w", it.rec.meta.SOPInstanceUID, err)
+		}
+	}
+	anyRejected := false
+	for i := range items {
+		it := &items[i]
+		sp := h.spool
+		if it.rejected {
+			sp, anyRejected = h.rejected, true
+		}
+		k, err := sp.Link(it.tmp, it.rec.meta.SOPInstanceUID)
+		if err != nil {
+			return fmt.Errorf("materialise: %w", err)
+		}
+		it.kept = k
+	}
+	if err := h.spool.SyncDir(); err != nil {
+		return fmt.Errorf("materialise: %w", err)
+	}
+	if anyRejected {
+		if err := h.rejected.SyncDir(); err != nil {
+			return fmt.Errorf("materialise: %w", err)
+		}
+	}
+	err := h.store.InTx(ctx, func(tx *models.Store) error {
+		for i := range items {
+			it := &items[i]
+			if it.rejected {
+				it.outcome = OutcomeRejected
+				continue
+			}
+			in, err := tx.InstanceRecord(ctx, h.params(it))
+			switch {
+			case err == nil:
+				it.in, it.outcome = in, OutcomeStored
+			case errors.Is(err, models.ErrAlreadyExists):
+				it.outcome = OutcomeDuplicate
+				if it.kept.Variant {
+					it.outcome = OutcomeVariant
+				}
+			default:
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("materialise: %w", err)
+	}
+	for _, it := range items {
+		switch it.outcome {
+		case OutcomeVariant:
+			h.log.Warn("instance re-sent with different content; kept beside the first, not analysed",
+				"sop_instance_uid", it.rec.meta.SOPInstanceUID, "spool_path", it.kept.Path)
+		case OutcomeDuplicate:
+			h.log.Info("instance re-sent; already stored", "sop_instance_uid", it.rec.meta.SOPInstanceUID)
+		}
+		h.outcome(it.outcome)
+		if it.in != nil && h.opts.OnStored != nil {
+			h.opts.OnStored(it.in)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) params(it *item) models.InstanceRecordParams {
+	m := it.rec.meta
+	p := it.hdr.recordParams()
+	p.Source = m.Source
+	p.Instance.SOPInstanceUID = m.SOPInstanceUID
+	p.Instance.SOPClassUID = m.SOPClassUID
+	p.Instance.TransferSyntaxUID = m.TransferSyntaxUID
+	if rel, err := filepath.Rel(h.dataDir, it.kept.Path); err == nil {
+		p.Instance.SpoolPath = filepath.ToSlash(rel)
+	}
+	p.Instance.SizeBytes = it.hdr.Size
+	p.Instance.SHA256 = it.hdr.SHA256
+	p.Instance.CallingAETitle = m.CallingAETitle
+	p.Instance.CalledAETitle = m.CalledAETitle
+	p.Instance.PeerAddress = m.PeerAddress
+	p.Instance.ReceivedAt = m.Received
+	p.Study.CallingAETitle = m.CallingAETitle
+	return p
+}
+
+// copyOut copies the record's data into f (copy_file_range, falling back
+// to read and write).
+func copyOut(f *os.File, r *walRecord) error {
+	off, left := r.dataOff, r.dataLen
+	for left > 0 {
+		n, err := unix.CopyFileRange(int(r.seg.f.Fd()), &off, int(f.Fd()), nil, int(left), 0)
+		if err != nil || n == 0 {
+			break
+		}
+		left -= int64(n)
+	}
+	if left == 0 {
+		return nil
+	}
+	done := r.dataLen - left
+	if _, err := f.Seek(done, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(f, io.NewSectionReader(r.seg.f, r.dataOff+done, left))
+	return err
+}
+
+var _ services.StreamStorer = (*Handler)(nil)
