@@ -216,6 +216,9 @@ type Retention struct {
 	// SpoolDays keeps received images this many days after their study is
 	// complete (default 30; 0 keeps them for ever).
 	SpoolDays *int `yaml:"spool_days"`
+	// JobDays keeps completed and cancelled jobs this many days after they
+	// finished (default 90; 0 keeps them for ever). Dead jobs are kept.
+	JobDays *int `yaml:"job_days"`
 }
 
 // Log configures logging.
@@ -261,7 +264,7 @@ func Default() *Config {
 		Schedules: Schedules{
 			Pull: "*/15 * * * *", RetrySweep: "@every 1m", Retention: "30 3 * * *", DailySummary: "0 7 * * *",
 		},
-		Retention: Retention{SpoolDays: ptr(30)},
+		Retention: Retention{SpoolDays: ptr(30), JobDays: ptr(90)},
 		Log:       Log{Level: "info", Format: "json"},
 		Routing:   Routing{Default: RoutingCalling},
 	}

@@ -132,6 +132,7 @@ func TestValidationErrors(t *testing.T) {
 			want: []string{"jobs.max_attempts", "jobs.lease", "jobs.backoff_max", "jobs.send_workers", "4 problems"}},
 		{name: "pull modality", yaml: "pull:\n  peer: QR@h:104\n  modalities: [cr]\n", want: []string{"pull.modalities[0]"}},
 		{name: "retention negative", yaml: "retention:\n  spool_days: -1\n", want: []string{"retention.spool_days"}},
+		{name: "job retention negative", yaml: "retention:\n  job_days: -5\n", want: []string{"retention.job_days"}},
 		{name: "log", yaml: "log:\n  level: verbose\n  format: xml\n", want: []string{"log.level", "log.format"}},
 		{name: "short session key", env: map[string]string{"CSPINE_SESSION_KEY": "short"}, want: []string{"$CSPINE_SESSION_KEY", "32"}},
 		{name: "short admin password", env: map[string]string{"CSPINE_ADMIN_PASSWORD": "admin"}, want: []string{"$CSPINE_ADMIN_PASSWORD"}},

@@ -207,6 +207,9 @@ func (c *Config) Validate() error {
 			ch.add("schedules."+name, "%q is not a cron schedule (5 fields, or @every 1m, @daily...): %v", spec, err)
 		}
 	}
+	if n := c.Retention.JobDays; n != nil && (*n < 0 || *n > 36500) {
+		ch.add("retention.job_days", "%d is outside 0–36500 (0 keeps for ever)", *n)
+	}
 	if n := c.Retention.SpoolDays; n != nil && (*n < 0 || *n > 36500) {
 		ch.add("retention.spool_days", "%d is outside 0–36500 (0 keeps for ever)", *n)
 	}

@@ -392,6 +392,26 @@ func (c *Client) RescueExpired(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// PurgeFinished deletes completed and cancelled jobs finalized before
+// before, at most limit of them (oldest first), and returns how many it
+// deleted. Dead jobs stay until someone retries or cancels them: they are
+// the operator's to-do list. A purged job's idempotency key is freed;
+// instances are not analysed twice because ingest recognises a re-sent
+// instance by its SOP Instance UID.
+func (c *Client) PurgeFinished(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	ids := c.db.Model(&models.Job{}).Select("id").
+		Where("state IN ? AND finalized_at < ?", []models.JobState{models.JobCompleted, models.JobCancelled}, store.Normalize(before)).
+		Order("finalized_at").Limit(limit)
+	res := c.db.WithContext(ctx).Where("id IN (?)", ids).Delete(&models.Job{})
+	if res.Error != nil {
+		return 0, fmt.Errorf("purge finished jobs: %w", res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
 // Get returns a job.
 func (c *Client) Get(ctx context.Context, id int64) (*models.Job, error) {
 	var j models.Job

@@ -38,9 +38,12 @@ type Config struct {
 	// SpoolDays: spool files of finished studies older than this are
 	// deleted (0 keeps them).
 	SpoolDays int
-	DataDir   string
-	Location  *time.Location
-	Logger    *slog.Logger
+	// JobDays: completed and cancelled jobs finalized longer ago than this
+	// are deleted (0 keeps them).
+	JobDays  int
+	DataDir  string
+	Location *time.Location
+	Logger   *slog.Logger
 	// Notify wakes the job pool after a pull job is enqueued.
 	Notify func()
 }
@@ -73,7 +76,7 @@ func New(st *models.Store, jc *jobs.Client, cfg Config) (*Scheduler, error) {
 	}{
 		{"pull", cfg.Pull, s.EnqueuePull},
 		{"retry_sweep", cfg.RetrySweep, func(ctx context.Context, _ time.Time) error { return s.Sweep(ctx) }},
-		{"retention", cfg.Retention, func(ctx context.Context, now time.Time) error { _, err := s.Purge(ctx, now); return err }},
+		{"retention", cfg.Retention, s.retention},
 		{"daily_summary", cfg.DailySummary, func(ctx context.Context, now time.Time) error { return s.Summary(ctx, now) }},
 	}
 	for _, t := range tasks {
@@ -195,6 +198,37 @@ func (s *Scheduler) reconcile(ctx context.Context) error {
 		s.log.Info("retry sweep reconciled", "transfers_dead", res.RowsAffected, "instances_failed", fixed)
 	}
 	return nil
+}
+
+// retention is the retention task: the spool purge, then the job purge.
+func (s *Scheduler) retention(ctx context.Context, now time.Time) error {
+	_, err := s.Purge(ctx, now)
+	_, jerr := s.PurgeJobs(ctx, now)
+	return errors.Join(err, jerr)
+}
+
+// PurgeJobs deletes completed and cancelled jobs finalized before now
+// minus the job retention period and returns how many it deleted.
+func (s *Scheduler) PurgeJobs(ctx context.Context, now time.Time) (int64, error) {
+	if s.cfg.JobDays <= 0 {
+		return 0, nil
+	}
+	cutoff := now.Add(-time.Duration(s.cfg.JobDays) * 24 * time.Hour)
+	var total int64
+	for {
+		n, err := s.jc.PurgeFinished(ctx, cutoff, 1000)
+		if err != nil {
+			return total, fmt.Errorf("purge jobs: %w", err)
+		}
+		total += n
+		if n < 1000 {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("jobs purged", "jobs", total, "retention_days", s.cfg.JobDays)
+	}
+	return total, nil
 }
 
 // Purge deletes the spool files of instances received before now minus

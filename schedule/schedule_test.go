@@ -149,3 +149,61 @@ func TestSweepReconciles(t *testing.T) {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// The retention task deletes completed and cancelled jobs finalized before
+// the cut-off, keeps recent ones, dead ones and unfinished ones, and frees
+// the idempotency key of a purged job.
+func TestPurgeJobs(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		st := models.NewStore(db.Gorm)
+		jc := jobs.NewClient(db.Gorm, jobs.ClientConfig{})
+		now := store.Now()
+		mk := func(key string, state models.JobState, finalizedAgo time.Duration) int64 {
+			r, err := jc.Insert(ctx, jobs.InsertParams{Kind: jobs.KindSend, Args: map[string]int{"n": 1}, UniqueKey: key})
+			require.NoError(t, err)
+			upd := map[string]any{"state": state}
+			if finalizedAgo > 0 {
+				upd["finalized_at"] = store.Normalize(now.Add(-finalizedAgo))
+			}
+			require.NoError(t, db.Gorm.Model(&models.Job{}).Where("id = ?", r.Job.ID).Updates(upd).Error)
+			return r.Job.ID
+		}
+		day := 24 * time.Hour
+		oldDone := mk("old-done", models.JobCompleted, 100*day)
+		oldCancelled := mk("old-cancelled", models.JobCancelled, 91*day)
+		recentDone := mk("recent-done", models.JobCompleted, 89*day)
+		oldDead := mk("old-dead", models.JobDead, 200*day)
+		waiting := mk("waiting", models.JobAvailable, 0)
+
+		s, err := schedule.New(st, jc, schedule.Config{JobDays: 90})
+		require.NoError(t, err)
+		n, err := s.PurgeJobs(ctx, now)
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n)
+		for _, id := range []int64{oldDone, oldCancelled} {
+			_, err := jc.Get(ctx, id)
+			require.ErrorIs(t, err, jobs.ErrNotFound, "job %d must be purged", id)
+		}
+		for _, id := range []int64{recentDone, oldDead, waiting} {
+			_, err := jc.Get(ctx, id)
+			require.NoError(t, err, "job %d must be kept", id)
+		}
+		n, err = s.PurgeJobs(ctx, now)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		// The purged job's key can be used again; a kept one's cannot.
+		r, err := jc.Insert(ctx, jobs.InsertParams{Kind: jobs.KindSend, Args: map[string]int{"n": 2}, UniqueKey: "old-done"})
+		require.NoError(t, err)
+		require.True(t, r.Inserted)
+		r, err = jc.Insert(ctx, jobs.InsertParams{Kind: jobs.KindSend, Args: map[string]int{"n": 2}, UniqueKey: "recent-done"})
+		require.NoError(t, err)
+		require.False(t, r.Inserted)
+
+		off, err := schedule.New(st, jc, schedule.Config{})
+		require.NoError(t, err)
+		n, err = off.PurgeJobs(ctx, now.Add(1000*day))
+		require.NoError(t, err)
+		require.Zero(t, n, "job_days 0 keeps jobs for ever")
+	})
+}

@@ -459,13 +459,17 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	if cfg.Retention.SpoolDays != nil {
 		spoolDays = *cfg.Retention.SpoolDays
 	}
+	jobDays := 0
+	if cfg.Retention.JobDays != nil {
+		jobDays = *cfg.Retention.JobDays
+	}
 	pullPeer := ""
 	if cfg.Pull.Peer != nil {
 		pullPeer = cfg.Pull.Peer.Name
 	}
 	n.sched, err = schedule.New(n.st, n.jc, schedule.Config{Pull: cfg.Schedules.Pull, RetrySweep: cfg.Schedules.RetrySweep,
 		Retention: cfg.Schedules.Retention, DailySummary: cfg.Schedules.DailySummary, PullPeer: pullPeer,
-		Lookback: cfg.Pull.Lookback, SpoolDays: spoolDays, DataDir: cfg.DataDir, Logger: log, Notify: n.notify})
+		Lookback: cfg.Pull.Lookback, SpoolDays: spoolDays, JobDays: jobDays, DataDir: cfg.DataDir, Logger: log, Notify: n.notify})
 	if err != nil {
 		return nil, err
 	}
