@@ -271,3 +271,14 @@ func TestAverageShifted(t *testing.T) {
 		}
 	}
 }
+
+func TestMirrorRows(t *testing.T) {
+	v := []float32{1, 2, 3, 4, 5, 6}
+	mirrorRows(v, 3)
+	want := []float32{3, 2, 1, 6, 5, 4}
+	for i := range v {
+		if v[i] != want[i] {
+			t.Fatalf("mirrorRows = %v, want %v", v, want)
+		}
+	}
+}

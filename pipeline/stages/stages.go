@@ -24,6 +24,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cspine/cspine/pipeline/ort"
@@ -347,40 +348,69 @@ func (m *Models) Run(ctx context.Context, in Input, hierarchical bool) (*Output,
 	return out, nil
 }
 
-// globalHeatmaps runs the global model on the letterboxed image and on its
-// mirror image (a lateral radiograph facing the other way) and returns the
-// average of the two heatmaps, the mirrored one flipped back: test-time
-// augmentation that makes stage 1 less dependent on the facing.
+// globalHeatmaps runs the global model on every view of globalViews of the
+// letterboxed image and returns the average of the heatmaps, each mapped
+// back onto the unshifted, unmirrored grid.
 func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, error) {
-	n := m.globalN
+	n, h := m.globalN, m.globalH
+	stride := n / h
 	shape := []int64{1, 1, int64(n), int64(n)}
-	res, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: img})
-	if err != nil {
-		return nil, err
-	}
-	hm := res[0].Data
-	mir := make([]float32, len(img))
-	for y := range n {
-		for x := range n {
-			mir[y*n+x] = img[y*n+n-1-x]
-		}
-	}
-	res2, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: mir})
-	if err != nil {
-		return nil, err
-	}
-	h := m.globalH
-	hm2 := res2[0].Data
-	out := make([]float32, len(hm))
-	for c := range len(hm) / (h * h) {
-		for y := range h {
-			row := (c*h + y) * h
-			for x := range h {
-				out[row+x] = (hm[row+x] + hm2[row+h-1-x]) / 2
+	acc := make([]float64, 23*h*h)
+	cnt := make([]float64, h*h)
+	in := make([]float32, len(img))
+	for _, v := range globalViews {
+		// Shift the input by (kx, ky) heatmap pixels, mirrored or not.
+		clear(in)
+		for y := range n {
+			sy := y - v.ky*stride
+			if sy < 0 || sy >= n {
+				continue
 			}
+			for x := range n {
+				sx := x - v.kx*stride
+				if v.mirror {
+					sx = n - 1 - x - v.kx*stride
+				}
+				if sx < 0 || sx >= n {
+					continue
+				}
+				in[y*n+x] = img[sy*n+sx]
+			}
+		}
+		res, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: in})
+		if err != nil {
+			return nil, err
+		}
+		hm := res[0].Data
+		if v.mirror {
+			mirrorRows(hm, h)
+		}
+		averageShifted(acc, cnt, hm, 23, h, -v.kx, -v.ky)
+	}
+	out := make([]float32, len(acc))
+	for i, a := range acc {
+		if c := cnt[i%(h*h)]; c > 0 {
+			out[i] = float32(a / c)
 		}
 	}
 	return out, nil
+}
+
+// globalViews are the inputs the global model sees, as shifts in heatmap
+// pixels and mirroring: the letterboxed image and its mirror image (a
+// lateral radiograph facing the other way); the heatmaps are mapped back
+// and averaged (test-time augmentation). Shifted views were tried and did
+// not help on the validation phantoms.
+var globalViews = []struct {
+	kx, ky int
+	mirror bool
+}{{0, 0, false}, {0, 0, true}}
+
+// mirrorRows flips every row of the n-wide planes in v, in place.
+func mirrorRows(v []float32, n int) {
+	for r := 0; r+n <= len(v); r += n {
+		slices.Reverse(v[r : r+n])
+	}
 }
 
 // ShiftHeatmapPx is the offset, in heatmap pixels, of the four extra crops
