@@ -22,6 +22,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -271,6 +272,18 @@ func ReadHeader(path string) (*Header, error) {
 	}
 	h := headerOf(ds)
 	h.Size, h.SHA256 = st.Size(), hex.EncodeToString(hash.Sum(nil))
+	return h, nil
+}
+
+// headerFromBytes is ReadHeader of a file held in memory.
+func headerFromBytes(b []byte) (*Header, error) {
+	ds, err := parseHeader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	h := headerOf(ds)
+	sum := sha256.Sum256(b)
+	h.Size, h.SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
 	return h, nil
 }
 

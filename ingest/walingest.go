@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,10 @@ const (
 	// acquireWait bounds how long a C-STORE waits for room in the
 	// write-ahead spool before it is answered A700.
 	acquireWait = 30 * time.Second
+	// batchDelay is how long the materialiser lets records gather.
+	batchDelay = 20 * time.Millisecond
+	// inMemoryMax: records up to this size are materialised from memory.
+	inMemoryMax = 64 << 20
 )
 
 // WALDir returns the directory of the write-ahead spool.
@@ -224,11 +230,28 @@ func (s *walStream) readUIDs() (study, series string, err error) {
 
 func (h *Handler) materialiser() {
 	defer close(h.walDone)
+	// The materialiser is background work: on its own thread (which ends
+	// with it) at a lower CPU priority, so that the C-STOREs being
+	// answered get the processor first. Best effort.
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10)
 	backoff := 100 * time.Millisecond
 	for {
 		recs := h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
 		if recs == nil {
 			return
+		}
+		if len(recs) < batchMaxN {
+			// Let a few more arrive: fewer, larger batches mean fewer
+			// flushes competing with the C-STOREs being answered.
+			select {
+			case <-h.walStop:
+			case <-time.After(batchDelay):
+			}
+			recs = h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
+			if recs == nil {
+				return
+			}
 		}
 		if err := h.materialise(context.Background(), recs); err != nil {
 			h.log.Error("write-ahead spool: cannot record received instances; C-STOREs are refused until it can",
@@ -260,8 +283,9 @@ type item struct {
 }
 
 // materialise makes the spool files and database rows of recs: each file
-// copied out of its segment and fsynced, all linked under their final
-// names with one directory fsync, all rows in one transaction. It is
+// copied out of its segment (header parsed and hashed on the way), all
+// linked under their final names, made durable with one syncfs, and all
+// rows inserted in one transaction. It is
 // idempotent (an instance whose file or row exists is recognised as
 // such), so a batch that failed, or was interrupted by a crash, is simply
 // done again.
@@ -277,6 +301,7 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			}
 		}
 	}()
+	var buf []byte
 	for i, r := range recs {
 		it := &items[i]
 		it.rec = r
@@ -285,14 +310,24 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			return fmt.Errorf("materialise: %w", err)
 		}
 		it.tmp, it.f = f.Name(), f
-		if err := copyOut(f, r); err != nil {
-			return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
+		var hdr *Header
+		if r.dataLen <= inMemoryMax {
+			// One read of the record: parsed and hashed in memory, written out.
+			buf = slices.Grow(buf[:0], int(r.dataLen))[:r.dataLen]
+			if _, err := r.seg.f.ReadAt(buf, r.dataOff); err != nil {
+				return fmt.Errorf("materialise %s: read: %w", r.meta.SOPInstanceUID, err)
+			}
+			if _, err := f.Write(buf); err != nil {
+				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
+			}
+			hdr, err = headerFromBytes(buf)
+		} else {
+			if err := copyOut(f, r); err != nil {
+				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
+			}
+			hdr, err = ReadHeader(it.tmp)
 		}
 		_ = unix.SyncFileRange(int(f.Fd()), 0, r.dataLen, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	for i := range items {
-		it := &items[i]
-		hdr, err := ReadHeader(it.tmp)
 		if err == nil && (hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "") {
 			err = errors.New("no Study or Series Instance UID")
 		}
@@ -302,16 +337,12 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			it.rejected = true
 		}
 		it.hdr = hdr
-		if err := it.f.Sync(); err != nil {
-			return fmt.Errorf("materialise %s: sync: %w", it.rec.meta.SOPInstanceUID, err)
-		}
 	}
-	anyRejected := false
 	for i := range items {
 		it := &items[i]
 		sp := h.spool
 		if it.rejected {
-			sp, anyRejected = h.rejected, true
+			sp = h.rejected
 		}
 		k, err := sp.Link(it.tmp, it.rec.meta.SOPInstanceUID)
 		if err != nil {
@@ -319,38 +350,47 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		}
 		it.kept = k
 	}
-	if err := h.spool.SyncDir(); err != nil {
+	// One syncfs makes the whole batch durable, files and names, with
+	// one journal commit and one cache flush (an fsync per file and one
+	// per directory would each flush the disk's cache, competing with the
+	// fdatasync of the C-STOREs being answered). It also writes back what
+	// others left dirty on this file system, which only delays the batch.
+	if err := syncFS(h.spool.Dir); err != nil {
 		return fmt.Errorf("materialise: %w", err)
 	}
-	if anyRejected {
-		if err := h.rejected.SyncDir(); err != nil {
-			return fmt.Errorf("materialise: %w", err)
+	var ps []models.InstanceRecordParams
+	var idx []int
+	for i := range items {
+		it := &items[i]
+		if it.rejected {
+			it.outcome = OutcomeRejected
+			continue
 		}
+		ps = append(ps, h.params(it))
+		idx = append(idx, i)
 	}
-	err := h.store.InTx(ctx, func(tx *models.Store) error {
-		for i := range items {
-			it := &items[i]
-			if it.rejected {
-				it.outcome = OutcomeRejected
-				continue
-			}
-			in, err := tx.InstanceRecord(ctx, h.params(it))
-			switch {
-			case err == nil:
-				it.in, it.outcome = in, OutcomeStored
-			case errors.Is(err, models.ErrAlreadyExists):
-				it.outcome = OutcomeDuplicate
-				if it.kept.Variant {
-					it.outcome = OutcomeVariant
-				}
-			default:
-				return err
-			}
-		}
-		return nil
-	})
+	res, errs, err := h.store.InstanceRecordBatch(ctx, ps)
 	if err != nil {
 		return fmt.Errorf("materialise: %w", err)
+	}
+	for k, i := range idx {
+		it := &items[i]
+		switch {
+		case errs[k] == nil:
+			it.in, it.outcome = res[k], OutcomeStored
+		case errors.Is(errs[k], models.ErrAlreadyExists):
+			it.outcome = OutcomeDuplicate
+			if it.kept.Variant {
+				it.outcome = OutcomeVariant
+			}
+		default:
+			// A problem of this instance alone (its series belongs to
+			// another study): it stays in the spool without a row, as
+			// an instance that cannot be analysed.
+			h.log.Error("write-ahead spool: instance kept but not recorded", "sop_instance_uid", it.rec.meta.SOPInstanceUID,
+				"spool_path", it.kept.Path, "err", errs[k])
+			it.outcome = OutcomeFailed
+		}
 	}
 	for _, it := range items {
 		switch it.outcome {
@@ -411,3 +451,18 @@ func copyOut(f *os.File, r *walRecord) error {
 }
 
 var _ services.StreamStorer = (*Handler)(nil)
+
+// syncFS commits the file system holding dir (syncfs(2): data, metadata
+// and journal, then a cache flush; it reports write-back errors since
+// Linux 5.8).
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncfs: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}

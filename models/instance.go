@@ -217,3 +217,147 @@ func (s *Store) InstanceMarkPurged(ctx context.Context, id int64) error {
 	}
 	return wrap("mark instance purged", res.Error)
 }
+
+// InstanceRecordBatch records several received instances in one
+// transaction, to the same effect as calling InstanceRecord for each in
+// order, with fewer statements: one query for the instances already known,
+// one insert of the new ones, and per study and series what InstanceRecord
+// does once per instance. res[i] is the new instance, or the stored one
+// with errs[i] wrapping ErrAlreadyExists (also for a UID repeated within
+// the batch); errs[i] may also name a problem of that instance alone (its
+// series belongs to another study), which records nothing for it. err is
+// a database failure: nothing of the batch is recorded.
+func (s *Store) InstanceRecordBatch(ctx context.Context, ps []InstanceRecordParams) (res []*Instance, errs []error, err error) {
+	res, errs = make([]*Instance, len(ps)), make([]error, len(ps))
+	err = s.InTx(ctx, func(tx *Store) error {
+		clear(res)
+		clear(errs)
+		db := tx.q(ctx)
+		byUID := map[string]*Instance{}
+		var uids []string
+		for i, p := range ps {
+			if p.Study.StudyInstanceUID == "" || p.Series.SeriesInstanceUID == "" || p.Instance.SOPInstanceUID == "" {
+				errs[i] = fmt.Errorf("record instance: study, series and SOP instance UIDs are required")
+				continue
+			}
+			uids = append(uids, p.Instance.SOPInstanceUID)
+		}
+		for len(uids) > 0 {
+			chunk := uids[:min(len(uids), 500)]
+			uids = uids[len(chunk):]
+			var known []*Instance
+			if err := db.Where("sop_instance_uid IN ?", chunk).Find(&known).Error; err != nil {
+				return wrap("record instances", err)
+			}
+			for _, in := range known {
+				byUID[in.SOPInstanceUID] = in
+			}
+		}
+		now := store.Now()
+		studies := map[string]*Study{}
+		series := map[string]*Series{}
+		type studyUpdate struct {
+			n    int
+			last time.Time
+			mods string
+		}
+		updates := map[int64]*studyUpdate{}
+		var order []int64
+		var news []*Instance
+		var newAt []int
+		for i, p := range ps {
+			if errs[i] != nil {
+				continue
+			}
+			if prev := byUID[p.Instance.SOPInstanceUID]; prev != nil {
+				res[i] = prev
+				errs[i] = fmt.Errorf("record instance %s: %w", p.Instance.SOPInstanceUID, ErrAlreadyExists)
+				continue
+			}
+			at := store.Normalize(p.Instance.ReceivedAt)
+			if p.Instance.ReceivedAt.IsZero() {
+				at = now
+			}
+			st := studies[p.Study.StudyInstanceUID]
+			if st == nil {
+				row := p.Study
+				row.ID = 0
+				row.State = StudyReceiving
+				row.Source = cmpOr(p.Source, SourcePush)
+				row.FirstInstanceAt, row.LastInstanceAt = at, at
+				if err := insertIgnore(db, &row, "study_instance_uid", "study_instance_uid = ?", row.StudyInstanceUID); err != nil {
+					return wrap("record instance: study", err)
+				}
+				if db.Dialector.Name() == store.Postgres {
+					if err := db.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, row.ID).Error; err != nil {
+						return wrap("record instance: lock study", err)
+					}
+				}
+				st = &row
+				studies[row.StudyInstanceUID] = st
+			}
+			se := series[p.Series.SeriesInstanceUID]
+			if se == nil {
+				row := p.Series
+				row.ID = 0
+				row.StudyID = st.ID
+				if err := insertIgnore(db, &row, "series_instance_uid", "series_instance_uid = ?", row.SeriesInstanceUID); err != nil {
+					return wrap("record instance: series", err)
+				}
+				se = &row
+				series[row.SeriesInstanceUID] = se
+			}
+			if se.StudyID != st.ID {
+				errs[i] = fmt.Errorf("record instance: series %s belongs to another study", se.SeriesInstanceUID)
+				continue
+			}
+			in := p.Instance
+			in.ID = 0
+			in.StudyID, in.SeriesID = st.ID, se.ID
+			in.State = InstanceReceived
+			in.ReceivedAt = at
+			news = append(news, &in)
+			newAt = append(newAt, i)
+			byUID[in.SOPInstanceUID] = &in
+			u := updates[st.ID]
+			if u == nil {
+				u = &studyUpdate{last: at, mods: st.Modalities}
+				updates[st.ID] = u
+				order = append(order, st.ID)
+			}
+			u.n++
+			if at.After(u.last) {
+				u.last = at
+			}
+			u.mods = mergeModalities(u.mods, se.Modality)
+		}
+		if len(news) > 0 {
+			if err := db.CreateInBatches(news, 200).Error; err != nil {
+				return wrap("record instances", err)
+			}
+		}
+		for _, id := range order {
+			u := updates[id]
+			upd := map[string]any{
+				"instance_count":   gorm.Expr("instance_count + ?", u.n),
+				"last_instance_at": gorm.Expr("CASE WHEN last_instance_at < ? THEN ? ELSE last_instance_at END", u.last, u.last),
+				"state":            StudyReceiving,
+				"state_reason":     "",
+				"completed_at":     nil,
+				"updated_at":       now,
+				"modalities":       u.mods,
+			}
+			if err := db.Model(&Study{}).Where("id = ?", id).Updates(upd).Error; err != nil {
+				return wrap("record instance: update study", err)
+			}
+		}
+		for k, i := range newAt {
+			res[i] = news[k]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
+}

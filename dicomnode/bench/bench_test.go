@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,6 +244,17 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	recvs := []recv{{"cspine", startCSPINE}, {"storescp", startStorescp}, {"sync", startSync}, {"spool", startSpool},
 		{"nofsync", startCeiling}}
+	// CSPINE_BENCH_ONLY=a,b keeps cspine, storescp and the receivers
+	// named (for profiling one of them).
+	if only := os.Getenv("CSPINE_BENCH_ONLY"); only != "" {
+		keep := recvs[:2]
+		for _, r := range recvs[2:] {
+			if slices.Contains(strings.Split(only, ","), r.name) {
+				keep = append(keep, r)
+			}
+		}
+		recvs = keep
+	}
 	for _, w := range workloads {
 		b.Run(w.name, func(b *testing.B) {
 			files, total := dataset(b, w)
