@@ -31,7 +31,7 @@ func TestInstanceRecordBatch(t *testing.T) {
 			recordParams("1.2.3", "1.2.3.1", "1.2.3.1.2", t0.Add(time.Minute)), // repeated in the batch
 			recordParams("4.5", "4.5.1", "4.5.1.1", t0.Add(time.Second)),
 			recordParams("4.5", "1.2.3.1", "4.5.1.2", t0.Add(time.Second)), // series of study 1.2.3
-			{Study: models.Study{StudyInstanceUID: "4.5"}},                    // no UIDs
+			{Study: models.Study{StudyInstanceUID: "4.5"}},                 // no UIDs
 		}
 		res, errs, err := b.s.InstanceRecordBatch(b.ctx, ps)
 		require.NoError(t, err)
