@@ -3,8 +3,10 @@
 // the loaded models and safe for concurrent use, runs
 //
 //	decode → display window → stages (global, C7 locator, C2/C7 specialists)
-//	→ merge (refined C2/C7 replace the global ones) → measure (geometry)
-//	→ C7 confidence and obscuration → review reasons → result.Result
+//	→ merge (refined C2/C7 replace the global ones, chosen among the
+//	  specialists' heatmap peaks by anatomical consistency: see Consistency)
+//	→ measure (geometry) → C7 confidence and obscuration → review reasons
+//	→ result.Result
 //
 // Single-stage mode (the paper's baseline) stops the models after the global
 // stage and shares every step after it. Inputs the pipeline will not measure
