@@ -336,8 +336,9 @@ var (
 	errWALClosed = errors.New("write-ahead spool is closed")
 )
 
-// minFree is the space a segment must have left to take a new record (a
-// record that does not fit grows the file, which costs a journal commit).
+// minFree is the space a segment must have left to take a new record (an
+// eighth of the segment if that is less; a record that does not fit grows
+// the file, which costs a journal commit).
 const minFree = 4 << 20
 
 // acquire returns a segment to write one record into, held. It waits (up
@@ -362,8 +363,9 @@ func (w *wal) acquire(timeout time.Duration) (*segment, error) {
 			return nil, fmt.Errorf("instances received earlier cannot be recorded: %w", err)
 		}
 		var best *segment
+		free := min(minFree, w.segSize/8)
 		for _, s := range w.segs {
-			if s.held || s.broken || s.off+minFree > w.segSize {
+			if s.held || s.broken || s.off+free > w.segSize {
 				continue
 			}
 			// Prefer the fullest, so that the others drain and are reset.

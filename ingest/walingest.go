@@ -105,6 +105,10 @@ func (h *Handler) Close(ctx context.Context) error {
 	}
 	w := h.wal
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
 	w.closed = true
 	w.cond.Broadcast()
 	w.mu.Unlock()

@@ -202,6 +202,7 @@ type node struct {
 	sched   *schedule.Scheduler
 	metrics *ops.Metrics
 	jc      *jobs.Client
+	ingest  *ingest.Handler
 	// stopping is set when shutdown begins: /readyz then answers 503 so
 	// that a load balancer stops sending work here.
 	stopping atomic.Bool
@@ -480,7 +481,9 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		return nil, err
 	}
 	spool.Logger = log
-	h, err := ingest.New(n.st, spool, cfg.DataDir, &ingest.Options{Logger: log, NodeName: nodeName(cfg),
+	// The write-ahead spool answers a C-STORE after one fdatasync; the
+	// spool file and the row follow within milliseconds (ingest.Options.WAL).
+	h, err := ingest.New(n.st, spool, cfg.DataDir, &ingest.Options{Logger: log, NodeName: nodeName(cfg), WAL: true,
 		OnOutcome: func(o string) { n.metrics.ReceivedInstances.WithLabelValues(o).Inc() }})
 	if err != nil {
 		return nil, err
@@ -489,6 +492,15 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		return nil, err
 	} else if k > 0 {
 		log.Info("removed partial files of an earlier run from the spool's incoming directory", "files", k)
+	}
+	// Instances answered success before a crash but not yet recorded are
+	// recorded before the node listens.
+	if _, err := h.Start(ctx); err != nil {
+		return nil, err
+	}
+	n.ingest = h
+	if err := h.Flush(ctx); err != nil {
+		return nil, err
 	}
 	var peers []association.Peer
 	for _, p := range cfg.DICOM.AllowedPeers {
@@ -621,6 +633,9 @@ func (n *node) run(ctx context.Context) error {
 	if err := n.dicom.Shutdown(grace); err != nil {
 		log.Warn("dicom shutdown", "err", err)
 	}
+	if err := n.ingest.Close(grace); err != nil {
+		log.Warn("ingest: instances left in the write-ahead spool for the next start", "err", err)
+	}
 	n.sched.Stop(grace)
 	var pw sync.WaitGroup
 	for _, p := range n.pools {
@@ -639,6 +654,11 @@ func (n *node) run(ctx context.Context) error {
 }
 
 func (n *node) close() {
+	if n.ingest != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.ingest.Close(ctx)
+		cancel()
+	}
 	if n.dicomLn != nil {
 		n.dicomLn.Close()
 	}
