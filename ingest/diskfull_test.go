@@ -119,4 +119,3 @@ func TestWALDiskFull(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
