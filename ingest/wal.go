@@ -42,10 +42,14 @@ import (
 // fdatasynced), which invalidates everything in it at once.
 
 const (
-	walPage      = 4096
-	walHdrFixed  = 40
-	walHdrSize   = walHdrFixed + 4
-	walBufSize   = 1 << 20
+	walPage     = 4096
+	walHdrFixed = 40
+	walHdrSize  = walHdrFixed + 4
+	walBufSize  = 1 << 20
+	// walChunk: the data is written and its write-back started every
+	// walChunk bytes as it arrives, so that little is left for the
+	// fdatasync of the commit.
+	walChunk     = 64 << 10
 	segMagic     = "CSPWSEG1"
 	recMagic     = "CSPWREC1"
 	walMaxMetaSz = walPage - walHdrSize
@@ -107,11 +111,13 @@ type wal struct {
 	segs    []*segment
 	nextSeq uint64
 	nextRec uint64
-	// queue holds committed records not yet materialised, in commit order;
-	// busy counts those the materialiser has taken and not finished.
+	// queue holds committed records not yet materialised, in commit order
+	// (the materialiser takes them from the front and removes them when
+	// done).
 	queue  []*walRecord
-	busy   int
 	closed bool
+	// nextName numbers new segment files.
+	nextName int
 	// failing is the materialiser's last error (nil after a success).
 	failing error
 	kick    chan struct{}
@@ -142,6 +148,10 @@ func openWAL(dir string, segSize int64, maxBytes int64, log *slog.Logger) (*wal,
 	sort.Strings(names)
 	var recs []*walRecord
 	for _, name := range names {
+		var k int
+		if _, err := fmt.Sscanf(filepath.Base(name), "seg-%d", &k); err == nil {
+			w.nextName = max(w.nextName, k+1)
+		}
 		seg, rs, err := readSegment(name)
 		if err != nil {
 			w.closeFiles()
@@ -181,7 +191,7 @@ func readSegment(path string) (*segment, []*walRecord, error) {
 	}
 	seg := &segment{f: f, path: path, off: walPage}
 	var hdr [walPage]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+	if _, err := f.ReadAt(hdr[:], 0); err != nil && !errors.Is(err, io.EOF) {
 		f.Close()
 		return nil, nil, fmt.Errorf("wal: read segment header %s: %w", path, err)
 	}
@@ -248,7 +258,8 @@ func (w *wal) newSegment() (*segment, error) {
 		w.mu.Unlock()
 		return nil, errWALFull
 	}
-	seg := &segment{path: filepath.Join(w.dir, fmt.Sprintf("seg-%04d", len(w.segs))), held: true, broken: true}
+	seg := &segment{path: filepath.Join(w.dir, fmt.Sprintf("seg-%04d", w.nextName)), held: true, broken: true}
+	w.nextName++
 	w.segs = append(w.segs, seg) // a place holder: not usable until made
 	w.mu.Unlock()
 	err := w.makeSegment(seg)
@@ -492,7 +503,6 @@ func (w *wal) done(recs []*walRecord) {
 	var reset []*segment
 	w.mu.Lock()
 	w.queue = w.queue[len(recs):]
-	w.busy = 0
 	w.failing = nil
 	for _, r := range recs {
 		r.seg.pending--
@@ -530,11 +540,11 @@ func (r *recordWriter) Write(p []byte) (int, error) {
 	r.len += int64(len(p))
 	written := 0
 	for len(p) > 0 {
-		c := copy((*r.buf)[r.n:], p)
+		c := copy((*r.buf)[r.n:walChunk], p)
 		r.n += c
 		p = p[c:]
 		written += c
-		if r.n == walBufSize {
+		if r.n == walChunk {
 			if err := r.flush(); err != nil {
 				return written, err
 			}
@@ -618,7 +628,6 @@ func (w *wal) take(stop <-chan struct{}, maxN int, maxBytes int64) []*walRecord 
 				n++
 			}
 			out := append([]*walRecord(nil), w.queue[:n]...)
-			w.busy = n
 			w.mu.Unlock()
 			return out
 		}
@@ -641,7 +650,6 @@ func (w *wal) idle() bool {
 func (w *wal) setFailing(err error) {
 	w.mu.Lock()
 	w.failing = err
-	w.busy = 0
 	w.cond.Broadcast()
 	w.mu.Unlock()
 }

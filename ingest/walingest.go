@@ -56,10 +56,12 @@ func (h *Handler) Start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ingest: %w", err)
 	}
-	// Segments whose header was never completely written are made anew.
+	// Segments whose header was never written (a crash while one was
+	// made) are made anew.
 	for _, s := range w.segs {
-		if s.seq == 0 && s.pending == 0 {
-			if err := w.reset(s); err != nil {
+		if s.seq == 0 {
+			s.f.Close()
+			if err := w.makeSegment(s); err != nil {
 				w.closeFiles()
 				return 0, fmt.Errorf("ingest: %w", err)
 			}
