@@ -55,7 +55,7 @@ func TestWALDiskFull(t *testing.T) {
 		out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dataDir).CombinedOutput()
 		require.NoError(t, err, "mount tmpfs: %s", out)
 		defer exec.Command("umount", dataDir).Run()
-		b := setupWAL(t, db, dataDir, &ingest.Options{WALSegmentSize: 256 << 10})
+		b := setupWAL(t, db, dataDir, &ingest.Options{WALSegmentSize: 256 << 10, WALSegments: 1})
 		defer b.h.Close(ctx)
 		n, err := dicomnode.New(dicomnode.Config{AETitles: []string{"CSPINE"}, Logger: discard()}, b.h)
 		require.NoError(t, err)

@@ -74,6 +74,10 @@ type Options struct {
 	// files and bound their total (defaults DefaultWALSegmentSize and
 	// DefaultWALMaxBytes). The segments stay allocated once made.
 	WALSegmentSize, WALMaxBytes int64
+	// WALSegments is how many segments Start makes ready if fewer exist
+	// (default DefaultWALSegments): one per association receiving at the
+	// same time, and a spare. More are made when needed, up to WALMaxBytes.
+	WALSegments int
 }
 
 // Handler implements services.StoreHandler and services.TempDirer.

@@ -58,6 +58,7 @@ const (
 	// Options.WALSegmentSize and Options.WALMaxBytes.
 	DefaultWALSegmentSize = 64 << 20
 	DefaultWALMaxBytes    = 1 << 30
+	DefaultWALSegments    = 5
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -127,7 +128,7 @@ type wal struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, walBufSize); return &b }}
 
-func openWAL(dir string, segSize int64, maxBytes int64, log *slog.Logger) (*wal, []*walRecord, error) {
+func openWAL(dir string, segSize, maxBytes int64, minSegs int, log *slog.Logger) (*wal, []*walRecord, error) {
 	if segSize < 2*walPage {
 		segSize = DefaultWALSegmentSize
 	}
@@ -167,9 +168,10 @@ func openWAL(dir string, segSize int64, maxBytes int64, log *slog.Logger) (*wal,
 		r.seg.pending++
 	}
 	w.queue = append(w.queue, recs...)
-	if len(w.segs) == 0 {
+	for len(w.segs) < max(1, minSegs) && len(w.segs) < w.maxSegs {
 		seg, err := w.newSegment()
 		if err != nil {
+			w.closeFiles()
 			return nil, nil, err
 		}
 		seg.held = false

@@ -271,7 +271,7 @@ func TestWALReplayVerifies(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	require.Error(t, b.h.Close(cctx)) // the record cannot be materialised: it stays
-	// The record is in the first segment (seg-0000, made by Start).
+	// The record is in the first segment (seg-0000, made first by Start).
 	seg0 := filepath.Join(b.h.WALDir(), "seg-0000")
 	// A segment file left half made by a crash.
 	require.NoError(t, os.WriteFile(filepath.Join(b.h.WALDir(), "seg-0007"), []byte("half"), 0o600))

@@ -52,7 +52,11 @@ func (h *Handler) Start(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("ingest: %w", err)
 	}
 	rej.Logger = h.log
-	w, recs, err := openWAL(h.WALDir(), h.opts.WALSegmentSize, h.opts.WALMaxBytes, h.log)
+	segs := h.opts.WALSegments
+	if segs == 0 {
+		segs = DefaultWALSegments
+	}
+	w, recs, err := openWAL(h.WALDir(), h.opts.WALSegmentSize, h.opts.WALMaxBytes, segs, h.log)
 	if err != nil {
 		return 0, fmt.Errorf("ingest: %w", err)
 	}
