@@ -642,6 +642,13 @@ func (w *wal) take(stop <-chan struct{}, maxN int, maxBytes int64) []*walRecord 
 	}
 }
 
+// queued returns the number of records not yet materialised.
+func (w *wal) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
+}
+
 // idle reports whether every committed record is materialised.
 func (w *wal) idle() bool {
 	w.mu.Lock()

@@ -27,8 +27,10 @@ const (
 	// acquireWait bounds how long a C-STORE waits for room in the
 	// write-ahead spool before it is answered A700.
 	acquireWait = 30 * time.Second
-	// batchDelay is how long the materialiser lets records gather.
-	batchDelay = 20 * time.Millisecond
+	// batchDelay is the pause in arrivals after which the materialiser
+	// starts; batchMaxWait bounds how long it lets records gather.
+	batchDelay   = 20 * time.Millisecond
+	batchMaxWait = 500 * time.Millisecond
 	// inMemoryMax: records up to this size are materialised from memory.
 	inMemoryMax = 64 << 20
 )
@@ -251,17 +253,24 @@ func (h *Handler) materialiser() {
 		if recs == nil {
 			return
 		}
-		if len(recs) < batchMaxN {
-			// Let a few more arrive: fewer, larger batches mean fewer
-			// flushes competing with the C-STOREs being answered.
+		// While instances keep arriving, let them gather (until a batch is
+		// full, they pause for batchDelay, or batchMaxWait passed): fewer,
+		// larger batches mean fewer flushes and less processor time
+		// taken from the C-STOREs being answered.
+		for start := time.Now(); len(recs) < batchMaxN && time.Since(start) < batchMaxWait; {
+			n := h.wal.queued()
 			select {
 			case <-h.walStop:
 			case <-time.After(batchDelay):
 			}
-			recs = h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
-			if recs == nil {
-				return
+			if h.wal.queued() == n {
+				break // a pause
 			}
+			recs = h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
+		}
+		recs = h.wal.take(h.walStop, batchMaxN, batchMaxBytes)
+		if recs == nil {
+			return
 		}
 		if err := h.materialise(context.Background(), recs); err != nil {
 			h.log.Error("write-ahead spool: cannot record received instances; C-STOREs are refused until it can",
