@@ -1,8 +1,26 @@
 // Package ingest is the node's C-STORE intervention: it implements
-// services.StoreHandler so that an instance is answered with success only
-// once it is durable in the spool and recorded in the database.
+// services.StoreHandler (and services.StreamStorer) so that an instance is
+// answered success only once it is durable, with everything its database
+// row needs.
 //
-// For each received instance Handler
+// With the write-ahead spool (Options.WAL, what cspine serve uses) the
+// data set is streamed into a preallocated, already written segment file
+// under spool/.wal as it arrives; Commit checks that it names its study and
+// series, writes a record header (SOP class and instance, transfer syntax,
+// calling and called AE, peer, C-MOVE originator, push or pull, arrival
+// time, CRC-32C of header and data) and fdatasyncs: one cache flush, no
+// file created, no journal commit. Then it answers success. A background
+// materialiser takes the records in batches: each instance's file is
+// written to the spool (header parsed and SHA-256 computed on the way) and
+// linked under its SOP Instance UID, one syncfs makes the batch durable,
+// and one transaction records the rows (models.InstanceRecordBatch).
+// Only then are the records done; a segment whose records are all done is
+// reused. Start replays, after a crash, every valid record of segments not
+// yet reused (materialising is idempotent: a file or row already there is
+// recognised); a record whose CRC does not match (a torn write, never
+// acknowledged) ends its segment's replay.
+//
+// Without the write-ahead spool (HandleStore, a temporary file) Handler
 //
 //  1. reads the header (pixel data skipped) and the SHA-256 of the file in
 //     one pass;
@@ -13,12 +31,17 @@
 //     assembly quiet time) in one transaction (models.Store.InstanceRecord);
 //  4. answers success.
 //
-// A disk or database failure answers A700 (out of resources) and removes the
-// file it had just kept, so nothing is half-written: the sender keeps its
-// copy and sends again. A re-sent instance (same SOP Instance UID) is
-// recognised and answered success without a second row. A file kept by an
-// earlier attempt whose row never committed (the process died in between)
-// is recorded when the instance is sent again.
+// A full disk, a write error or a database that cannot record answers A700
+// (out of resources) and keeps nothing half-written, so the sender keeps
+// its copy and sends again: without the write-ahead spool at once; with
+// it, when no segment can take the instance (none free, none can be made)
+// or while the materialiser fails (from its first failed batch until one
+// succeeds; what was answered success before stays in the write-ahead
+// spool and is recorded when it can be). A re-sent instance (same SOP
+// Instance UID) is recognised and answered success without a second row;
+// one with different content is kept beside the first as <UID>~2.dcm. A
+// file kept by an earlier attempt whose row never committed is recorded
+// when the instance is sent again (or replayed).
 package ingest
 
 import (
