@@ -126,7 +126,6 @@ type wal struct {
 	making bool
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, walBufSize); return &b }}
 
 func openWAL(dir string, segSize, maxBytes int64, minSegs int, log *slog.Logger) (*wal, []*walRecord, error) {
 	if segSize < 2*walPage {
@@ -530,11 +529,25 @@ type recordWriter struct {
 	n     int
 	len   int64
 	crc   uint32
-	hint  int64 // write-back started up to here
+	// Full chunks are written by a goroutine while the next arrives
+	// (started at the first full chunk): jobs carries them, free brings
+	// the buffers back, done is closed when it ends, werr is its error.
+	jobs chan chunkJob
+	free chan *[]byte
+	done chan struct{}
+	werr error
 }
 
+type chunkJob struct {
+	buf *[]byte
+	pos int64
+}
+
+// chunkPool holds walChunk-byte buffers.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, walChunk); return &b }}
+
 func (w *wal) newRecordWriter(seg *segment) *recordWriter {
-	return &recordWriter{w: w, seg: seg, start: seg.off, pos: seg.off + walPage, buf: bufPool.Get().(*[]byte), hint: seg.off + walPage}
+	return &recordWriter{w: w, seg: seg, start: seg.off, pos: seg.off + walPage, buf: chunkPool.Get().(*[]byte)}
 }
 
 func (r *recordWriter) Write(p []byte) (int, error) {
@@ -547,7 +560,7 @@ func (r *recordWriter) Write(p []byte) (int, error) {
 		p = p[c:]
 		written += c
 		if r.n == walChunk {
-			if err := r.flush(); err != nil {
+			if err := r.pass(); err != nil {
 				return written, err
 			}
 		}
@@ -555,8 +568,67 @@ func (r *recordWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// flush writes buf (padded to a page boundary) at pos.
+// pass hands the full buffer to the writer goroutine and takes another.
+func (r *recordWriter) pass() error {
+	if r.jobs == nil {
+		r.jobs, r.free, r.done = make(chan chunkJob, 2), make(chan *[]byte, 3), make(chan struct{})
+		go r.writer()
+		r.free <- chunkPool.Get().(*[]byte)
+	}
+	select {
+	case <-r.done:
+		return r.werr
+	case r.jobs <- chunkJob{r.buf, r.pos}:
+	}
+	r.pos += walChunk
+	r.n = 0
+	select {
+	case <-r.done:
+		return r.werr
+	case r.buf = <-r.free:
+	}
+	return nil
+}
+
+// writer writes chunks at their place and starts their write-back (a
+// hint; the fdatasync at commit is what makes them durable).
+func (r *recordWriter) writer() {
+	defer close(r.done)
+	for j := range r.jobs {
+		if r.werr == nil {
+			if _, err := r.seg.f.WriteAt(*j.buf, j.pos); err != nil {
+				r.werr = fmt.Errorf("wal: write: %w", err)
+			} else {
+				_ = unix.SyncFileRange(int(r.seg.f.Fd()), j.pos, int64(len(*j.buf)), unix.SYNC_FILE_RANGE_WRITE)
+			}
+		}
+		r.free <- j.buf
+	}
+}
+
+// drain waits for the writer goroutine to write what it was given.
+func (r *recordWriter) drain() error {
+	if r.jobs == nil {
+		return nil
+	}
+	close(r.jobs)
+	<-r.done
+	for len(r.free) > 0 {
+		chunkPool.Put(<-r.free)
+	}
+	r.jobs = nil
+	return r.werr
+}
+
+// flush writes everything received so far, the buffer padded to a page
+// boundary, and waits for it.
 func (r *recordWriter) flush() error {
+	if err := r.drain(); err != nil {
+		return err
+	}
+	if r.n == 0 {
+		return nil
+	}
 	n := int(roundPage(int64(r.n)))
 	clear((*r.buf)[r.n:n])
 	if _, err := r.seg.f.WriteAt((*r.buf)[:n], r.pos); err != nil {
@@ -564,10 +636,6 @@ func (r *recordWriter) flush() error {
 	}
 	r.pos += int64(n)
 	r.n = 0
-	// Start writing it back while more arrives (a hint; the fdatasync at
-	// commit is what makes it durable).
-	_ = unix.SyncFileRange(int(r.seg.f.Fd()), r.hint, r.pos-r.hint, unix.SYNC_FILE_RANGE_WRITE)
-	r.hint = r.pos
 	return nil
 }
 
@@ -582,10 +650,8 @@ func (r *recordWriter) commit(meta *walRecordMeta) (*walRecord, int64, error) {
 	if len(mb) > walMaxMetaSz {
 		return nil, 0, fmt.Errorf("wal: record metadata of %d bytes", len(mb))
 	}
-	if r.n > 0 {
-		if err := r.flush(); err != nil {
-			return nil, 0, err
-		}
+	if err := r.flush(); err != nil {
+		return nil, 0, err
 	}
 	r.w.mu.Lock()
 	recNo := r.w.nextRec
@@ -611,9 +677,10 @@ func (r *recordWriter) commit(meta *walRecordMeta) (*walRecord, int64, error) {
 	return &walRecord{seg: r.seg, recNo: recNo, meta: *meta, dataOff: r.start + walPage, dataLen: r.len}, r.pos, nil
 }
 
-func (r *recordWriter) free() {
+func (r *recordWriter) release() {
+	_ = r.drain()
 	if r.buf != nil {
-		bufPool.Put(r.buf)
+		chunkPool.Put(r.buf)
 		r.buf = nil
 	}
 }

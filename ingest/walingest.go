@@ -172,7 +172,7 @@ func (s *walStream) Abort() {
 	}
 	s.done = true
 	s.h.wal.release(s.rw.seg, nil, 0, false)
-	s.rw.free()
+	s.rw.release()
 }
 
 // Commit checks that the data set names its study and series, makes the
@@ -213,7 +213,7 @@ func (s *walStream) Commit(ctx context.Context, req *services.StoreRequest) (dim
 	}
 	rec, end, err := s.rw.commit(meta)
 	s.done = true
-	s.rw.free()
+	s.rw.release()
 	if err != nil {
 		// After a failed fdatasync the page cache may not say what is on
 		// disk: the segment takes nothing more until it is reset.
@@ -227,10 +227,8 @@ func (s *walStream) Commit(ctx context.Context, req *services.StoreRequest) (dim
 
 // readUIDs parses the header of the data written so far.
 func (s *walStream) readUIDs() (study, series string, err error) {
-	if s.rw.n > 0 {
-		if err := s.rw.flush(); err != nil {
-			return "", "", err
-		}
+	if err := s.rw.flush(); err != nil {
+		return "", "", err
 	}
 	ds, err := parseHeader(io.NewSectionReader(s.rw.seg.f, s.rw.start+walPage, s.rw.len), s.rw.len)
 	if err != nil {
