@@ -126,7 +126,6 @@ type wal struct {
 	making bool
 }
 
-
 func openWAL(dir string, segSize, maxBytes int64, minSegs int, log *slog.Logger) (*wal, []*walRecord, error) {
 	if segSize < 2*walPage {
 		segSize = DefaultWALSegmentSize
