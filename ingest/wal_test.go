@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +331,49 @@ func TestWALAbort(t *testing.T) {
 	_, err = b.st.InstanceGetBySOPUID(ctx, "1.2.9.1.7")
 	require.NoError(t, err)
 	require.Len(t, spoolFiles(t, b.spool), 1)
+}
+
+// Several associations at once: each writes into its own segment; every
+// instance is recorded once.
+func TestWALConcurrent(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		b := setupWAL(t, db, t.TempDir(), &ingest.Options{WALSegmentSize: 256 << 10, WALSegments: 2})
+		const assocs, each = 4, 30
+		errs := make(chan error, assocs*each)
+		var wg sync.WaitGroup
+		for a := range assocs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tmp := t.TempDir()
+				for i := range each {
+					img := crashImage(a*1000 + i)
+					img.StudyInstanceUID = fmt.Sprintf("1.2.9.%d", a)
+					img.SeriesInstanceUID = fmt.Sprintf("1.2.9.%d.1", a)
+					st, err := streamIn(b.h, img, tmp)
+					if err == nil && st != dimse.StatusSuccess {
+						err = fmt.Errorf("status %v", st)
+					}
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.NoError(t, b.h.Flush(ctx))
+		var rows int64
+		require.NoError(t, db.Gorm.Model(&models.Instance{}).Count(&rows).Error)
+		require.Equal(t, int64(assocs*each), rows)
+		for a := range assocs {
+			st, err := b.st.StudyGetByUID(ctx, fmt.Sprintf("1.2.9.%d", a))
+			require.NoError(t, err)
+			require.Equal(t, each, st.InstanceCount)
+		}
+		require.Len(t, spoolFiles(t, b.spool), assocs*each)
+		require.NoError(t, b.h.Close(ctx))
+	})
 }
