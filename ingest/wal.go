@@ -76,6 +76,10 @@ type walRecordMeta struct {
 	MoveOriginatorMessageID uint16    `json:"n,omitempty"`
 	Source                  string    `json:"s"`
 	Received                time.Time `json:"r"`
+	// Ext names the file (in the write-ahead spool's directory) holding
+	// the data of a large instance; the segment then holds only the
+	// header page.
+	Ext string `json:"x,omitempty"`
 }
 
 type segment struct {
@@ -94,11 +98,26 @@ type segment struct {
 }
 
 type walRecord struct {
-	seg     *segment
-	recNo   uint64
-	meta    walRecordMeta
+	seg   *segment
+	recNo uint64
+	meta  walRecordMeta
+	// The data: dataLen bytes at dataOff in the segment, or from 0 in the
+	// file ext (a full path) when the record has one.
 	dataOff int64
 	dataLen int64
+	ext     string
+}
+
+// dataFile opens the record's data for reading (close it after).
+func (r *walRecord) dataFile() (io.ReaderAt, func(), error) {
+	if r.ext == "" {
+		return r.seg.f, func() {}, nil
+	}
+	f, err := os.Open(r.ext)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }
 
 type wal struct {
@@ -117,8 +136,9 @@ type wal struct {
 	// done).
 	queue  []*walRecord
 	closed bool
-	// nextName numbers new segment files.
+	// nextName numbers new segment files, nextExt data files.
 	nextName int
+	nextExt  int
 	// failing is the materialiser's last error (nil after a success).
 	failing error
 	kick    chan struct{}
@@ -161,11 +181,30 @@ func openWAL(dir string, segSize, maxBytes int64, minSegs int, log *slog.Logger)
 		recs = append(recs, rs...)
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].recNo < recs[j].recNo })
+	used := map[string]bool{}
 	for _, r := range recs {
 		w.nextRec = max(w.nextRec, r.recNo+1)
 		r.seg.pending++
+		if r.ext != "" {
+			used[r.ext] = true
+		}
 	}
 	w.queue = append(w.queue, recs...)
+	// Data files no valid record names: never acknowledged.
+	exts, err := filepath.Glob(filepath.Join(dir, "ext-*.dcm"))
+	if err != nil {
+		w.closeFiles()
+		return nil, nil, fmt.Errorf("wal: %w", err)
+	}
+	for _, e := range exts {
+		var k int
+		if _, err := fmt.Sscanf(filepath.Base(e), "ext-%d.dcm", &k); err == nil {
+			w.nextExt = max(w.nextExt, k+1)
+		}
+		if !used[e] {
+			os.Remove(e)
+		}
+	}
 	for len(w.segs) < max(1, minSegs) && len(w.segs) < w.maxSegs {
 		seg, err := w.newSegment()
 		if err != nil {
@@ -208,18 +247,20 @@ func readSegment(path string) (*segment, []*walRecord, error) {
 		return nil, nil, fmt.Errorf("wal: %w", err)
 	}
 	for seg.off+walPage <= st.Size() {
-		r, next, ok := readRecord(f, seg, seg.off, st.Size())
+		r, next, ok := readRecord(f, seg, seg.off, st.Size(), filepath.Dir(path))
 		if !ok {
 			break
 		}
-		recs = append(recs, r)
+		if r != nil {
+			recs = append(recs, r)
+		}
 		seg.off = next
 	}
 	return seg, recs, nil
 }
 
 // readRecord reads and verifies the record at off.
-func readRecord(f *os.File, seg *segment, off, size int64) (*walRecord, int64, bool) {
+func readRecord(f *os.File, seg *segment, off, size int64, dir string) (*walRecord, int64, bool) {
 	var hdr [walPage]byte
 	if _, err := f.ReadAt(hdr[:], off); err != nil {
 		return nil, 0, false
@@ -230,22 +271,41 @@ func readRecord(f *os.File, seg *segment, off, size int64) (*walRecord, int64, b
 	metaLen := int(binary.LittleEndian.Uint32(hdr[24:]))
 	dataLen := int64(binary.LittleEndian.Uint64(hdr[28:]))
 	dataCRC := binary.LittleEndian.Uint32(hdr[36:])
-	if metaLen > walMaxMetaSz || dataLen < 0 || off+walPage+dataLen > size {
+	if metaLen > walMaxMetaSz || dataLen < 0 {
 		return nil, 0, false
 	}
 	c := crc32.Update(crc32.Checksum(hdr[:walHdrFixed], castagnoli), castagnoli, hdr[walHdrSize:walHdrSize+metaLen])
 	if c != binary.LittleEndian.Uint32(hdr[walHdrFixed:]) {
 		return nil, 0, false
 	}
-	h := crc32.New(castagnoli)
-	if _, err := io.Copy(h, io.NewSectionReader(f, off+walPage, dataLen)); err != nil || h.Sum32() != dataCRC {
-		return nil, 0, false
-	}
 	r := &walRecord{seg: seg, recNo: binary.LittleEndian.Uint64(hdr[16:]), dataOff: off + walPage, dataLen: dataLen}
 	if err := json.Unmarshal(hdr[walHdrSize:walHdrSize+metaLen], &r.meta); err != nil {
 		return nil, 0, false
 	}
-	return r, off + walPage + roundPage(dataLen), true
+	next := off + walPage + roundPage(dataLen)
+	if r.meta.Ext != "" {
+		if filepath.Base(r.meta.Ext) != r.meta.Ext {
+			return nil, 0, false
+		}
+		r.ext, r.dataOff, next = filepath.Join(dir, r.meta.Ext), 0, off+walPage
+	} else if off+walPage+dataLen > size {
+		return nil, 0, false
+	}
+	src, done, err := r.dataFile()
+	if errors.Is(err, os.ErrNotExist) && r.ext != "" {
+		// Its data file was durable before the record was written, and is
+		// removed only once the record is done: skip it.
+		return nil, next, true
+	}
+	if err != nil {
+		return nil, 0, false
+	}
+	defer done()
+	h := crc32.New(castagnoli)
+	if n, err := io.Copy(h, io.NewSectionReader(src, r.dataOff, dataLen)); err != nil || n != dataLen || h.Sum32() != dataCRC {
+		return nil, 0, false
+	}
+	return r, next, true
 }
 
 func roundPage(n int64) int64 { return (n + walPage - 1) / walPage * walPage }
@@ -500,6 +560,14 @@ func (w *wal) resetOrDrop(seg *segment) {
 // done marks records as materialised; segments left with nothing pending
 // and no writer are reset (in the caller's goroutine).
 func (w *wal) done(recs []*walRecord) {
+	// Data files of records done: their instances are linked into the
+	// spool (and durable there); a record whose data file is gone is
+	// skipped if replayed.
+	for _, r := range recs {
+		if r.ext != "" {
+			os.Remove(r.ext)
+		}
+	}
 	var reset []*segment
 	w.mu.Lock()
 	w.queue = w.queue[len(recs):]
@@ -523,11 +591,15 @@ type recordWriter struct {
 	w     *wal
 	seg   *segment
 	start int64 // the record's header page
-	pos   int64 // where buf goes
-	buf   *[]byte
-	n     int
-	len   int64
-	crc   uint32
+	// f is where the data goes (the segment, or the data file ext of a
+	// large instance); pos is where buf goes in f.
+	f   *os.File
+	pos int64
+	buf *[]byte
+	n   int
+	len int64
+	crc uint32
+	ext *os.File
 	// Full chunks are written by a goroutine while the next arrives
 	// (started at the first full chunk): jobs carries them, free brings
 	// the buffers back, done is closed when it ends, werr is its error.
@@ -539,6 +611,7 @@ type recordWriter struct {
 
 type chunkJob struct {
 	buf *[]byte
+	f   *os.File
 	pos int64
 }
 
@@ -546,7 +619,7 @@ type chunkJob struct {
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, walChunk); return &b }}
 
 func (w *wal) newRecordWriter(seg *segment) *recordWriter {
-	return &recordWriter{w: w, seg: seg, start: seg.off, pos: seg.off + walPage, buf: chunkPool.Get().(*[]byte)}
+	return &recordWriter{w: w, seg: seg, start: seg.off, f: seg.f, pos: seg.off + walPage, buf: chunkPool.Get().(*[]byte)}
 }
 
 func (r *recordWriter) Write(p []byte) (int, error) {
@@ -567,8 +640,18 @@ func (r *recordWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// extThreshold: an instance larger than this gets its own data file, so
+// that it is written once (its file is linked into the spool as it is)
+// rather than into a segment and then copied.
+const extThreshold = 4 << 20
+
 // pass hands the full buffer to the writer goroutine and takes another.
 func (r *recordWriter) pass() error {
+	if r.ext == nil && r.len > extThreshold {
+		if err := r.toExt(); err != nil {
+			return err
+		}
+	}
 	if r.jobs == nil {
 		r.jobs, r.free, r.done = make(chan chunkJob, 2), make(chan *[]byte, 3), make(chan struct{})
 		go r.writer()
@@ -577,7 +660,7 @@ func (r *recordWriter) pass() error {
 	select {
 	case <-r.done:
 		return r.werr
-	case r.jobs <- chunkJob{r.buf, r.pos}:
+	case r.jobs <- chunkJob{r.buf, r.f, r.pos}:
 	}
 	r.pos += walChunk
 	r.n = 0
@@ -589,16 +672,47 @@ func (r *recordWriter) pass() error {
 	return nil
 }
 
+// toExt moves the record's data so far out of the segment into a new
+// data file, where the rest will go.
+func (r *recordWriter) toExt() error {
+	if err := r.drain(); err != nil {
+		return err
+	}
+	r.w.mu.Lock()
+	name := filepath.Join(r.w.dir, fmt.Sprintf("ext-%d.dcm", r.w.nextExt))
+	r.w.nextExt++
+	r.w.mu.Unlock()
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	r.ext = f
+	written := r.pos - (r.start + walPage)
+	off := r.start + walPage
+	for left := written; left > 0; {
+		n, err := unix.CopyFileRange(int(r.seg.f.Fd()), &off, int(f.Fd()), nil, int(left), 0)
+		if err != nil || n == 0 {
+			if _, err := io.Copy(f, io.NewSectionReader(r.seg.f, off, left)); err != nil {
+				return fmt.Errorf("wal: %w", err)
+			}
+			break
+		}
+		left -= int64(n)
+	}
+	r.f, r.pos = f, written
+	return nil
+}
+
 // writer writes chunks at their place and starts their write-back (a
 // hint; the fdatasync at commit is what makes them durable).
 func (r *recordWriter) writer() {
 	defer close(r.done)
 	for j := range r.jobs {
 		if r.werr == nil {
-			if _, err := r.seg.f.WriteAt(*j.buf, j.pos); err != nil {
+			if _, err := j.f.WriteAt(*j.buf, j.pos); err != nil {
 				r.werr = fmt.Errorf("wal: write: %w", err)
 			} else {
-				_ = unix.SyncFileRange(int(r.seg.f.Fd()), j.pos, int64(len(*j.buf)), unix.SYNC_FILE_RANGE_WRITE)
+				_ = unix.SyncFileRange(int(j.f.Fd()), j.pos, int64(len(*j.buf)), unix.SYNC_FILE_RANGE_WRITE)
 			}
 		}
 		r.free <- j.buf
@@ -619,8 +733,8 @@ func (r *recordWriter) drain() error {
 	return r.werr
 }
 
-// flush writes everything received so far, the buffer padded to a page
-// boundary, and waits for it.
+// flush writes everything received so far and waits for it: into the
+// segment the buffer padded to a page boundary, into a data file exactly.
 func (r *recordWriter) flush() error {
 	if err := r.drain(); err != nil {
 		return err
@@ -628,9 +742,12 @@ func (r *recordWriter) flush() error {
 	if r.n == 0 {
 		return nil
 	}
-	n := int(roundPage(int64(r.n)))
-	clear((*r.buf)[r.n:n])
-	if _, err := r.seg.f.WriteAt((*r.buf)[:n], r.pos); err != nil {
+	n := r.n
+	if r.ext == nil {
+		n = int(roundPage(int64(r.n)))
+		clear((*r.buf)[r.n:n])
+	}
+	if _, err := r.f.WriteAt((*r.buf)[:n], r.pos); err != nil {
 		return fmt.Errorf("wal: write: %w", err)
 	}
 	r.pos += int64(n)
@@ -638,19 +755,40 @@ func (r *recordWriter) flush() error {
 	return nil
 }
 
-// commit writes the rest and the header page, and fdatasyncs: after it
-// returns nil the record survives a crash. It returns the record and the
-// offset after it.
+// dataReader reads the data written so far (after flush).
+func (r *recordWriter) dataReader() *io.SectionReader {
+	if r.ext != nil {
+		return io.NewSectionReader(r.ext, 0, r.len)
+	}
+	return io.NewSectionReader(r.seg.f, r.start+walPage, r.len)
+}
+
+// commit writes the rest and the header page, and syncs: after it returns
+// nil the record survives a crash. It returns the record and the offset
+// after it in the segment.
 func (r *recordWriter) commit(meta *walRecordMeta) (*walRecord, int64, error) {
+	if err := r.flush(); err != nil {
+		return nil, 0, err
+	}
+	rec := &walRecord{seg: r.seg, dataOff: r.start + walPage, dataLen: r.len}
+	end := r.pos
+	if r.ext != nil {
+		// The data file and its name first, then the record naming it.
+		if err := r.ext.Sync(); err != nil {
+			return nil, 0, fmt.Errorf("wal: sync data file: %w", err)
+		}
+		if err := syncDir(r.w.dir); err != nil {
+			return nil, 0, err
+		}
+		meta.Ext = filepath.Base(r.ext.Name())
+		rec.ext, rec.dataOff, end = r.ext.Name(), 0, r.start+walPage
+	}
 	mb, err := json.Marshal(meta)
 	if err != nil {
 		return nil, 0, fmt.Errorf("wal: %w", err)
 	}
 	if len(mb) > walMaxMetaSz {
 		return nil, 0, fmt.Errorf("wal: record metadata of %d bytes", len(mb))
-	}
-	if err := r.flush(); err != nil {
-		return nil, 0, err
 	}
 	r.w.mu.Lock()
 	recNo := r.w.nextRec
@@ -673,11 +811,23 @@ func (r *recordWriter) commit(meta *walRecordMeta) (*walRecord, int64, error) {
 	if err := unix.Fdatasync(int(r.seg.f.Fd())); err != nil {
 		return nil, 0, fmt.Errorf("wal: fdatasync: %w", err)
 	}
-	return &walRecord{seg: r.seg, recNo: recNo, meta: *meta, dataOff: r.start + walPage, dataLen: r.len}, r.pos, nil
+	rec.recNo, rec.meta = recNo, *meta
+	if r.ext != nil {
+		r.ext.Close()
+		r.ext = nil // kept: the record owns it now
+	}
+	return rec, end, nil
 }
 
+// release frees the writer; a data file of a record not committed is
+// removed.
 func (r *recordWriter) release() {
 	_ = r.drain()
+	if r.ext != nil {
+		r.ext.Close()
+		os.Remove(r.ext.Name())
+		r.ext = nil
+	}
 	if r.buf != nil {
 		chunkPool.Put(r.buf)
 		r.buf = nil

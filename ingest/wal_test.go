@@ -377,3 +377,81 @@ func TestWALConcurrent(t *testing.T) {
 		require.NoError(t, b.h.Close(ctx))
 	})
 }
+
+// Large instances (over 4 MiB) go to their own data file in the
+// write-ahead spool, named by the record: replayed after a crash, linked
+// into the spool as they are, removed once recorded (a replayed record
+// whose data file is gone is skipped, the records after it are not); a
+// data file no valid record names is removed at start.
+func TestWALLarge(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t, nil)
+	dataDir := t.TempDir()
+	large := func(i int) dicomnodetest.Image {
+		img := crashImage(i)
+		img.Rows, img.Columns = 1600, 1600 // 5.1 MB
+		return img
+	}
+	require.NoError(t, db.Gorm.Exec("ALTER TABLE instances RENAME TO instances_away").Error)
+	b := setupWAL(t, db, dataDir, nil)
+	st, err := stream(t, b.h, large(1))
+	require.NoError(t, err)
+	require.Equal(t, dimse.StatusSuccess, st)
+	exts, err := filepath.Glob(filepath.Join(b.h.WALDir(), "ext-*.dcm"))
+	require.NoError(t, err)
+	require.Len(t, exts, 1)
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	require.Error(t, b.h.Close(cctx)) // not recorded: stays in the write-ahead spool
+	require.NoError(t, os.WriteFile(filepath.Join(b.h.WALDir(), "ext-999.dcm"), []byte("orphan"), 0o600))
+	require.NoError(t, db.Gorm.Exec("ALTER TABLE instances_away RENAME TO instances").Error)
+
+	b2 := setupWAL(t, db, dataDir, nil)
+	require.Equal(t, 1, b2.replayed)
+	_, err = os.Stat(filepath.Join(b2.h.WALDir(), "ext-999.dcm"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	for _, img := range []dicomnodetest.Image{large(2), crashImage(3)} {
+		st, err := stream(t, b2.h, img)
+		require.NoError(t, err)
+		require.Equal(t, dimse.StatusSuccess, st)
+	}
+	require.NoError(t, b2.h.Flush(ctx))
+	for _, img := range []dicomnodetest.Image{large(1), large(2), crashImage(3)} {
+		in, err := b2.st.InstanceGetBySOPUID(ctx, img.SOPInstanceUID)
+		require.NoError(t, err)
+		want := filepath.Join(t.TempDir(), "want.dcm")
+		require.NoError(t, dicomnodetest.WriteImage(want, img))
+		require.Equal(t, dataSet(t, want), dataSet(t, filepath.Join(dataDir, in.SpoolPath)))
+		got, err := ingest.ReadHeader(filepath.Join(dataDir, in.SpoolPath))
+		require.NoError(t, err)
+		require.Equal(t, in.SHA256, got.SHA256)
+	}
+	require.NoError(t, b2.h.Close(ctx))
+	// Every record done: the data files are removed.
+	exts, err = filepath.Glob(filepath.Join(b2.h.WALDir(), "ext-*.dcm"))
+	require.NoError(t, err)
+	require.Empty(t, exts)
+	require.Len(t, spoolFiles(t, b2.spool), 3)
+
+	// A record whose data file is gone (done before a crash) does not end
+	// the replay: the one after it is replayed.
+	require.NoError(t, db.Gorm.Exec("ALTER TABLE instances RENAME TO instances_away").Error)
+	b3 := setupWAL(t, db, dataDir, &ingest.Options{WALSegments: 1})
+	for _, img := range []dicomnodetest.Image{large(4), crashImage(5)} {
+		st, err := stream(t, b3.h, img)
+		require.NoError(t, err)
+		require.Equal(t, dimse.StatusSuccess, st)
+	}
+	require.Error(t, b3.h.Close(cctx))
+	exts, err = filepath.Glob(filepath.Join(b3.h.WALDir(), "ext-*.dcm"))
+	require.NoError(t, err)
+	require.Len(t, exts, 1)
+	require.NoError(t, os.Remove(exts[0]))
+	require.NoError(t, db.Gorm.Exec("ALTER TABLE instances_away RENAME TO instances").Error)
+	b4 := setupWAL(t, db, dataDir, nil)
+	require.Equal(t, 1, b4.replayed)
+	require.NoError(t, b4.h.Flush(ctx))
+	_, err = b4.st.InstanceGetBySOPUID(ctx, crashImage(5).SOPInstanceUID)
+	require.NoError(t, err)
+	require.NoError(t, b4.h.Close(ctx))
+}

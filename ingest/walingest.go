@@ -230,7 +230,7 @@ func (s *walStream) readUIDs() (study, series string, err error) {
 	if err := s.rw.flush(); err != nil {
 		return "", "", err
 	}
-	ds, err := parseHeader(io.NewSectionReader(s.rw.seg.f, s.rw.start+walPage, s.rw.len), s.rw.len)
+	ds, err := parseHeader(s.rw.dataReader(), s.rw.len)
 	if err != nil {
 		return "", "", err
 	}
@@ -289,7 +289,10 @@ func (h *Handler) materialiser() {
 
 // item is one record being materialised.
 type item struct {
-	rec      *walRecord
+	rec *walRecord
+	// path is the file linked into the spool: tmp, a copy out of the
+	// segment (removed after), or the record's own data file.
+	path     string
 	tmp      string
 	f        *os.File
 	hdr      *Header
@@ -322,11 +325,26 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 	for i, r := range recs {
 		it := &items[i]
 		it.rec = r
+		if r.ext != "" {
+			// A large instance in its own data file, durable and complete:
+			// linked into the spool as it is.
+			hdr, err := ReadHeader(r.ext)
+			if err == nil && (hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "") {
+				err = errors.New("no Study or Series Instance UID")
+			}
+			if err != nil {
+				h.log.Error("write-ahead spool: instance answered success cannot be parsed; kept in spool/.rejected",
+					"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", err)
+				it.rejected = true
+			}
+			it.hdr, it.path = hdr, r.ext
+			continue
+		}
 		f, err := os.CreateTemp(h.incoming, "wal-*.dcm")
 		if err != nil {
 			return fmt.Errorf("materialise: %w", err)
 		}
-		it.tmp, it.f = f.Name(), f
+		it.tmp, it.f, it.path = f.Name(), f, f.Name()
 		var hdr *Header
 		if r.dataLen <= inMemoryMax {
 			// One read of the record: parsed and hashed in memory, written out.
@@ -361,7 +379,7 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		if it.rejected {
 			sp = h.rejected
 		}
-		k, err := sp.Link(it.tmp, it.rec.meta.SOPInstanceUID)
+		k, err := sp.Link(it.path, it.rec.meta.SOPInstanceUID)
 		if err != nil {
 			return fmt.Errorf("materialise: %w", err)
 		}
