@@ -643,7 +643,7 @@ func (r *recordWriter) Write(p []byte) (int, error) {
 // extThreshold: an instance larger than this gets its own data file, so
 // that it is written once (its file is linked into the spool as it is)
 // rather than into a segment and then copied.
-const extThreshold = 4 << 20
+const extThreshold = 1 << 20
 
 // pass hands the full buffer to the writer goroutine and takes another.
 func (r *recordWriter) pass() error {
@@ -707,12 +707,22 @@ func (r *recordWriter) toExt() error {
 // hint; the fdatasync at commit is what makes them durable).
 func (r *recordWriter) writer() {
 	defer close(r.done)
+	var hintFile *os.File
+	var hinted int64 // write-back of hintFile started up to here
 	for j := range r.jobs {
 		if r.werr == nil {
 			if _, err := j.f.WriteAt(*j.buf, j.pos); err != nil {
 				r.werr = fmt.Errorf("wal: write: %w", err)
 			} else {
-				_ = unix.SyncFileRange(int(j.f.Fd()), j.pos, int64(len(*j.buf)), unix.SYNC_FILE_RANGE_WRITE)
+				if j.f != hintFile {
+					hintFile, hinted = j.f, j.pos
+				}
+				// Every chunk in a segment (its records are small), every
+				// MiB of a data file (each call costs processor time).
+				if end := j.pos + int64(len(*j.buf)); j.f != r.ext || end-hinted >= 1<<20 {
+					_ = unix.SyncFileRange(int(j.f.Fd()), hinted, end-hinted, unix.SYNC_FILE_RANGE_WRITE)
+					hinted = end
+				}
 			}
 		}
 		r.free <- j.buf
