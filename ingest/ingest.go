@@ -9,8 +9,11 @@
 // series, writes a record header (SOP class and instance, transfer syntax,
 // calling and called AE, peer, C-MOVE originator, push or pull, arrival
 // time, CRC-32C of header and data) and fdatasyncs: one cache flush, no
-// file created, no journal commit. Then it answers success. A background
-// materialiser takes the records in batches: each instance's file is
+// file created, no journal commit. Then it answers success. An instance
+// over 1 MiB continues in a data file of its own (fsync of it and of the
+// directory before the record naming it), which is later linked into the
+// spool as it is rather than copied. A background
+// materialiser takes the records in batches: each small instance's file is
 // written to the spool (header parsed and SHA-256 computed on the way) and
 // linked under its SOP Instance UID, one syncfs makes the batch durable,
 // and one transaction records the rows (models.InstanceRecordBatch).

@@ -40,6 +40,13 @@ import (
 // record of an earlier use of the file, or a torn write whose CRC does not
 // match). A segment is reused by giving it a new seq (header rewritten and
 // fdatasynced), which invalidates everything in it at once.
+//
+// The data of an instance over extThreshold goes to a data file of its own
+// (<wal>/ext-N.dcm, the Part-10 bytes exactly), named in the record's
+// metadata; the record then holds only its header page. The file and its
+// name are made durable before the record; the file is removed once the
+// record is done, and a record whose data file is missing is skipped on
+// replay (it was done).
 
 const (
 	walPage     = 4096

@@ -378,7 +378,7 @@ func TestWALConcurrent(t *testing.T) {
 	})
 }
 
-// Large instances (over 4 MiB) go to their own data file in the
+// Large instances (over 1 MiB) go to their own data file in the
 // write-ahead spool, named by the record: replayed after a crash, linked
 // into the spool as they are, removed once recorded (a replayed record
 // whose data file is gone is skipped, the records after it are not); a
