@@ -54,6 +54,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -282,27 +283,39 @@ type Header struct {
 // ReadHeader parses the header of a Part-10 file (pixel data skipped) and
 // hashes the whole file in the same pass.
 func ReadHeader(path string) (*Header, error) {
+	h, _, perr, err := readHeaderCRC(path)
+	if err == nil {
+		err = perr
+	}
+	return h, err
+}
+
+// readHeaderCRC is ReadHeader that also returns the CRC-32C (Castagnoli)
+// of the whole file. err says the file could not be read; perr that it
+// was read (sum is valid) but its header could not be parsed (h is nil).
+func readHeaderCRC(path string) (h *Header, sum uint32, perr, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read header: %w", err)
+		return nil, 0, nil, fmt.Errorf("read header: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read header: %w", err)
+		return nil, 0, nil, fmt.Errorf("read header: %w", err)
 	}
 	hash := sha256.New()
-	tee := io.TeeReader(f, hash)
-	ds, perr := parseHeader(tee, st.Size())
-	if _, err := io.Copy(hash, f); err != nil {
-		return nil, fmt.Errorf("read header: hash: %w", err)
+	c := crc32.New(castagnoli)
+	w := io.MultiWriter(hash, c)
+	ds, perr := parseHeader(io.TeeReader(f, w), st.Size())
+	if _, err := io.Copy(w, f); err != nil {
+		return nil, 0, nil, fmt.Errorf("read header: hash: %w", err)
 	}
 	if perr != nil {
-		return nil, fmt.Errorf("read header: %w", perr)
+		return nil, c.Sum32(), fmt.Errorf("read header: %w", perr), nil
 	}
-	h := headerOf(ds)
+	h = headerOf(ds)
 	h.Size, h.SHA256 = st.Size(), hex.EncodeToString(hash.Sum(nil))
-	return h, nil
+	return h, c.Sum32(), nil, nil
 }
 
 // headerFromBytes is ReadHeader of a file held in memory.

@@ -112,6 +112,9 @@ type walRecord struct {
 	// file ext (a full path) when the record has one.
 	dataOff int64
 	dataLen int64
+	// dataCRC is the CRC-32C of the data, checked again when it is
+	// materialised.
+	dataCRC uint32
 	ext     string
 }
 
@@ -285,7 +288,8 @@ func readRecord(f *os.File, seg *segment, off, size int64, dir string) (*walReco
 	if c != binary.LittleEndian.Uint32(hdr[walHdrFixed:]) {
 		return nil, 0, false
 	}
-	r := &walRecord{seg: seg, recNo: binary.LittleEndian.Uint64(hdr[16:]), dataOff: off + walPage, dataLen: dataLen}
+	r := &walRecord{seg: seg, recNo: binary.LittleEndian.Uint64(hdr[16:]), dataOff: off + walPage, dataLen: dataLen,
+		dataCRC: dataCRC}
 	if err := json.Unmarshal(hdr[walHdrSize:walHdrSize+metaLen], &r.meta); err != nil {
 		return nil, 0, false
 	}
@@ -717,6 +721,9 @@ func (r *recordWriter) writer() {
 	var hintFile *os.File
 	var hinted int64 // write-back of hintFile started up to here
 	for j := range r.jobs {
+		if testBeforeChunkWrite != nil {
+			testBeforeChunkWrite(r)
+		}
 		if r.werr == nil {
 			if _, err := j.f.WriteAt(*j.buf, j.pos); err != nil {
 				r.werr = fmt.Errorf("wal: write: %w", err)
@@ -735,6 +742,10 @@ func (r *recordWriter) writer() {
 		r.free <- j.buf
 	}
 }
+
+// testBeforeChunkWrite, set by tests only, is called by the writer
+// goroutine before each chunk it writes.
+var testBeforeChunkWrite func(*recordWriter)
 
 // drain waits for the writer goroutine to write what it was given.
 func (r *recordWriter) drain() error {
@@ -787,7 +798,7 @@ func (r *recordWriter) commit(meta *walRecordMeta) (*walRecord, int64, error) {
 	if err := r.flush(); err != nil {
 		return nil, 0, err
 	}
-	rec := &walRecord{seg: r.seg, dataOff: r.start + walPage, dataLen: r.len}
+	rec := &walRecord{seg: r.seg, dataOff: r.start + walPage, dataLen: r.len, dataCRC: r.crc}
 	end := r.pos
 	if r.ext != nil {
 		// The data file and its name first, then the record naming it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -171,8 +172,11 @@ func (s *walStream) Abort() {
 		return
 	}
 	s.done = true
-	s.h.wal.release(s.rw.seg, nil, 0, false)
+	// The writer goroutine first: once the segment is given back another
+	// association writes at the same offset, and a chunk still being
+	// written would land on its data.
 	s.rw.release()
+	s.h.wal.release(s.rw.seg, nil, 0, false)
 }
 
 // Commit checks that the data set names its study and series, makes the
@@ -298,8 +302,11 @@ type item struct {
 	hdr      *Header
 	kept     services.Kept
 	rejected bool
-	in       *models.Instance
-	outcome  string
+	// failed: set aside because of a fault of ours (its data does not
+	// match its checksum), not of the instance.
+	failed  bool
+	in      *models.Instance
+	outcome string
 }
 
 // materialise makes the spool files and database rows of recs: each file
@@ -325,29 +332,26 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 	for i, r := range recs {
 		it := &items[i]
 		it.rec = r
-		if r.ext != "" {
+		var hdr *Header
+		var sum uint32
+		var err error
+		switch {
+		case r.ext != "":
 			// A large instance in its own data file, durable and complete:
 			// linked into the spool as it is.
-			hdr, err := ReadHeader(r.ext)
-			if err == nil && (hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "") {
-				err = errors.New("no Study or Series Instance UID")
+			it.path = r.ext
+			var rerr error
+			if hdr, sum, err, rerr = readHeaderCRC(r.ext); rerr != nil {
+				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, rerr)
 			}
-			if err != nil {
-				h.log.Error("write-ahead spool: instance answered success cannot be parsed; kept in spool/.rejected",
-					"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", err)
-				it.rejected = true
+		case r.dataLen <= inMemoryMax:
+			f, cerr := os.CreateTemp(h.incoming, "wal-*.dcm")
+			if cerr != nil {
+				return fmt.Errorf("materialise: %w", cerr)
 			}
-			it.hdr, it.path = hdr, r.ext
-			continue
-		}
-		f, err := os.CreateTemp(h.incoming, "wal-*.dcm")
-		if err != nil {
-			return fmt.Errorf("materialise: %w", err)
-		}
-		it.tmp, it.f, it.path = f.Name(), f, f.Name()
-		var hdr *Header
-		if r.dataLen <= inMemoryMax {
-			// One read of the record: parsed and hashed in memory, written out.
+			it.tmp, it.f, it.path = f.Name(), f, f.Name()
+			// One read of the record: checked, parsed and hashed in
+			// memory, written out.
 			buf = slices.Grow(buf[:0], int(r.dataLen))[:r.dataLen]
 			if _, err := r.seg.f.ReadAt(buf, r.dataOff); err != nil {
 				return fmt.Errorf("materialise %s: read: %w", r.meta.SOPInstanceUID, err)
@@ -355,23 +359,42 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			if _, err := f.Write(buf); err != nil {
 				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
 			}
+			sum = crc32.Checksum(buf, castagnoli)
 			hdr, err = headerFromBytes(buf)
-		} else {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, r.dataLen, unix.SYNC_FILE_RANGE_WRITE)
+		default:
+			f, cerr := os.CreateTemp(h.incoming, "wal-*.dcm")
+			if cerr != nil {
+				return fmt.Errorf("materialise: %w", cerr)
+			}
+			it.tmp, it.f, it.path = f.Name(), f, f.Name()
 			if err := copyOut(f, r); err != nil {
 				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, err)
 			}
-			hdr, err = ReadHeader(it.tmp)
+			_ = unix.SyncFileRange(int(f.Fd()), 0, r.dataLen, unix.SYNC_FILE_RANGE_WRITE)
+			var rerr error
+			if hdr, sum, err, rerr = readHeaderCRC(it.tmp); rerr != nil {
+				return fmt.Errorf("materialise %s: %w", r.meta.SOPInstanceUID, rerr)
+			}
 		}
-		_ = unix.SyncFileRange(int(f.Fd()), 0, r.dataLen, unix.SYNC_FILE_RANGE_WRITE)
+		it.hdr = hdr
+		if sum != r.dataCRC {
+			// Not what was answered success (the record's CRC was computed
+			// as the data arrived): never recorded as the instance; set
+			// aside for inspection.
+			h.log.Error("write-ahead spool: data of an instance answered success does not match its checksum; set aside in spool/.rejected, not recorded",
+				"sop_instance_uid", r.meta.SOPInstanceUID, "crc_recorded", r.dataCRC, "crc_read", sum)
+			it.rejected, it.failed = true, true
+			continue
+		}
 		if err == nil && (hdr.StudyInstanceUID == "" || hdr.SeriesInstanceUID == "") {
 			err = errors.New("no Study or Series Instance UID")
 		}
 		if err != nil {
 			h.log.Error("write-ahead spool: instance answered success cannot be parsed; kept in spool/.rejected",
-				"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", err)
+				"sop_instance_uid", r.meta.SOPInstanceUID, "err", err)
 			it.rejected = true
 		}
-		it.hdr = hdr
 	}
 	for i := range items {
 		it := &items[i]
@@ -399,6 +422,9 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		it := &items[i]
 		if it.rejected {
 			it.outcome = OutcomeRejected
+			if it.failed {
+				it.outcome = OutcomeFailed
+			}
 			continue
 		}
 		ps = append(ps, h.params(it))
