@@ -59,8 +59,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -225,6 +227,7 @@ func (h *Handler) HandleStore(ctx context.Context, req *services.StoreRequest) (
 	}
 	p.Instance.ReceivedAt = req.Received
 	p.Study.CallingAETitle = req.CallingAETitle
+	cleanParams(&p)
 	in, err := h.store.InstanceRecord(ctx, p)
 	switch {
 	case err == nil:
@@ -408,6 +411,34 @@ func parseHeader(r io.Reader, size int64) (ds dicom.Dataset, err error) {
 		}
 		ds.Elements = append(ds.Elements, e)
 	}
+}
+
+// cleanParams makes every string of p valid UTF-8 without NUL bytes, as
+// the database requires (PostgreSQL refuses both, and the whole batch
+// with them): a string that is not UTF-8 is read as ISO 8859-1 (the most
+// common character set of headers that do not name theirs; every byte is
+// a character, so nothing is lost), NULs are removed.
+func cleanParams(p *models.InstanceRecordParams) {
+	for _, v := range []reflect.Value{reflect.ValueOf(&p.Instance).Elem(), reflect.ValueOf(&p.Study).Elem(),
+		reflect.ValueOf(&p.Series).Elem()} {
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.String && f.CanSet() {
+				f.SetString(cleanString(f.String()))
+			}
+		}
+	}
+	p.Source = cleanString(p.Source)
+}
+
+func cleanString(s string) string {
+	if !utf8.ValidString(s) {
+		r := make([]rune, len(s))
+		for i := range len(s) {
+			r[i] = rune(s[i])
+		}
+		s = string(r)
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 func (h *Header) recordParams() models.InstanceRecordParams {

@@ -51,7 +51,7 @@ func TestWALAbortRace(t *testing.T) {
 		}
 	}()
 	tmp := t.TempDir()
-	const n = 150
+	const n = 30
 	for i := range n {
 		img := dicomnodetest.Image{SOPInstanceUID: fmt.Sprintf("1.2.8.%d", i), StudyInstanceUID: "1.2.8",
 			SeriesInstanceUID: "1.2.8.1", Rows: 256, Columns: 256, Seed: i}

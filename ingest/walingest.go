@@ -431,9 +431,22 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		idx = append(idx, i)
 	}
 	res, errs, err := h.store.InstanceRecordBatch(ctx, ps)
+	if err != nil && len(ps) > 1 {
+		// An instance the database refuses must not hold back the others
+		// (nor, retried for ever, every instance after them): each on its
+		// own.
+		h.log.Warn("write-ahead spool: batch not recorded; recording its instances one by one",
+			"instances", len(ps), "err", err)
+		res, errs, err = h.recordOneByOne(ctx, ps)
+	} else if err != nil && models.IsDataError(err) {
+		res, errs, err = []*models.Instance{nil}, []error{err}, nil
+	}
 	if err != nil {
+		// The database fails (down, disconnected): everything is tried
+		// again later.
 		return fmt.Errorf("materialise: %w", err)
 	}
+	aside := false
 	for k, i := range idx {
 		it := &items[i]
 		switch {
@@ -445,12 +458,20 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 				it.outcome = OutcomeVariant
 			}
 		default:
-			// A problem of this instance alone (its series belongs to
-			// another study): it stays in the spool without a row, as
-			// an instance that cannot be analysed.
-			h.log.Error("write-ahead spool: instance kept but not recorded", "sop_instance_uid", it.rec.meta.SOPInstanceUID,
-				"spool_path", it.kept.Path, "err", errs[k])
+			// A problem of this instance alone (the database refuses its
+			// values): set aside, the others are recorded.
+			if err := h.setAside(ctx, it); err != nil {
+				return fmt.Errorf("materialise: %w", err)
+			}
+			h.log.Error("write-ahead spool: instance answered success cannot be recorded; set aside in spool/.rejected",
+				"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", errs[k])
 			it.outcome = OutcomeFailed
+			aside = true
+		}
+	}
+	if aside {
+		if err := syncFS(h.spool.Dir); err != nil {
+			return fmt.Errorf("materialise: %w", err)
 		}
 	}
 	for _, it := range items {
@@ -466,6 +487,48 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			h.opts.OnStored(it.in)
 		}
 	}
+	return nil
+}
+
+// recordOneByOne records each instance in a transaction of its own. An
+// instance whose values the database refuses (models.IsDataError) gets
+// that error in errs; any other failure ends it with err.
+func (h *Handler) recordOneByOne(ctx context.Context, ps []models.InstanceRecordParams) ([]*models.Instance, []error, error) {
+	res, errs := make([]*models.Instance, len(ps)), make([]error, len(ps))
+	for i := range ps {
+		r, e, err := h.store.InstanceRecordBatch(ctx, ps[i:i+1])
+		switch {
+		case err == nil:
+			res[i], errs[i] = r[0], e[0]
+		case models.IsDataError(err):
+			errs[i] = err
+		default:
+			return nil, nil, err
+		}
+	}
+	return res, errs, nil
+}
+
+// setAside moves an instance that cannot be recorded from the spool to
+// spool/.rejected (the caller makes it durable). The spool file is
+// removed unless the instance has a row (a copy of it).
+func (h *Handler) setAside(ctx context.Context, it *item) error {
+	if _, err := h.rejected.Link(it.path, it.rec.meta.SOPInstanceUID); err != nil {
+		return err
+	}
+	if it.kept.Path == "" {
+		return nil
+	}
+	if it.kept.Duplicate {
+		_, err := h.store.InstanceGetBySOPUID(ctx, it.rec.meta.SOPInstanceUID)
+		if !errors.Is(err, models.ErrNotFound) {
+			return err // nil: recorded, its file stays
+		}
+	}
+	if err := os.Remove(it.kept.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	it.kept = services.Kept{}
 	return nil
 }
 
@@ -486,6 +549,7 @@ func (h *Handler) params(it *item) models.InstanceRecordParams {
 	p.Instance.PeerAddress = m.PeerAddress
 	p.Instance.ReceivedAt = m.Received
 	p.Study.CallingAETitle = m.CallingAETitle
+	cleanParams(&p)
 	return p
 }
 

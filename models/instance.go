@@ -218,6 +218,34 @@ func (s *Store) InstanceMarkPurged(ctx context.Context, id int64) error {
 	return wrap("mark instance purged", res.Error)
 }
 
+// IsDataError reports whether err is the database refusing the values it
+// was given (a data exception or a constraint other than a unique key)
+// rather than failing to work (down, disconnected, overloaded, a missing
+// table): trying the same values again will not help.
+func IsDataError(err error) bool {
+	if errors.Is(err, gorm.ErrCheckConstraintViolated) || errors.Is(err, gorm.ErrForeignKeyViolated) {
+		return true
+	}
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		c := pg.SQLState()
+		// 22: data exception (invalid byte sequence, value too long, out of
+		// range...); 23: integrity constraint, but 23505 (unique key) is a
+		// race with another writer, which a new try resolves.
+		return strings.HasPrefix(c, "22") || (strings.HasPrefix(c, "23") && c != "23505")
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		switch c := lite.Code(); c & 0xff {
+		case 19: // SQLITE_CONSTRAINT, but SQLITE_CONSTRAINT_PRIMARYKEY and _UNIQUE
+			return c != 1555 && c != 2067
+		case 18, 20: // SQLITE_TOOBIG, SQLITE_MISMATCH
+			return true
+		}
+	}
+	return false
+}
+
 // InstanceRecordBatch records several received instances in one
 // transaction, to the same effect as calling InstanceRecord for each in
 // order, with fewer statements: one query for the instances already known,

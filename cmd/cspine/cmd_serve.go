@@ -494,12 +494,22 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 		log.Info("removed partial files of an earlier run from the spool's incoming directory", "files", k)
 	}
 	// Instances answered success before a crash but not yet recorded are
-	// recorded before the node listens.
+	// recorded before the node listens (for up to startupFlushWait).
 	if _, err := h.Start(ctx); err != nil {
 		return nil, err
 	}
 	n.ingest = h
-	if err := h.Flush(ctx); err != nil {
+	const startupFlushWait = 30 * time.Second
+	// Bounded: a record that cannot be written yet (the database down)
+	// must not keep the node from listening; the materialiser goes on in
+	// the background (and C-STOREs are answered A700 while it fails).
+	fctx, cancel := context.WithTimeout(ctx, startupFlushWait)
+	err = h.Flush(fctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		log.Warn("write-ahead spool: instances answered success before the restart are not all recorded yet; "+
+			"listening anyway, they are recorded in the background", "wait", startupFlushWait, "err", err)
+	} else if err != nil {
 		return nil, err
 	}
 	var peers []association.Peer
