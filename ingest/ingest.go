@@ -122,6 +122,11 @@ type Handler struct {
 	walStop  chan struct{}
 	walDone  chan struct{}
 	rejected *services.SpoolStore
+	// syncDir is the spool directory, open as long as the materialiser
+	// runs: syncfs reports the write-back errors of the file system since
+	// the descriptor it is given was opened, so a descriptor opened for
+	// each batch would miss those of write-back started before.
+	syncDir *os.File
 }
 
 // New returns a Handler keeping files in spool, which must lie inside

@@ -74,7 +74,12 @@ func (h *Handler) Start(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	h.wal, h.rejected = w, rej
+	d, err := os.Open(h.spool.Dir)
+	if err != nil {
+		w.closeFiles()
+		return 0, fmt.Errorf("ingest: %w", err)
+	}
+	h.wal, h.rejected, h.syncDir = w, rej, d
 	h.walStop, h.walDone = make(chan struct{}), make(chan struct{})
 	go h.materialiser()
 	if len(recs) > 0 {
@@ -244,6 +249,7 @@ func (s *walStream) readUIDs() (study, series string, err error) {
 
 func (h *Handler) materialiser() {
 	defer close(h.walDone)
+	defer h.syncDir.Close()
 	// The materialiser is background work: on its own thread (which ends
 	// with it) at a lower CPU priority, so that the C-STOREs being
 	// answered get the processor first. Best effort.
@@ -413,7 +419,16 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 	// per directory would each flush the disk's cache, competing with the
 	// fdatasync of the C-STOREs being answered). It also writes back what
 	// others left dirty on this file system, which only delays the batch.
-	if err := syncFS(h.spool.Dir); err != nil {
+	if err := h.syncFS(); err != nil {
+		// Some write-back failed (perhaps of this batch, perhaps not): the
+		// names this batch made go, so that the next try writes and links
+		// its files anew rather than finding them there (their page cache
+		// may say what the disk does not).
+		for _, it := range items {
+			if it.kept.Path != "" && !it.kept.Duplicate {
+				os.Remove(it.kept.Path)
+			}
+		}
 		return fmt.Errorf("materialise: %w", err)
 	}
 	var ps []models.InstanceRecordParams
@@ -470,7 +485,7 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		}
 	}
 	if aside {
-		if err := syncFS(h.spool.Dir); err != nil {
+		if err := h.syncFS(); err != nil {
 			return fmt.Errorf("materialise: %w", err)
 		}
 	}
@@ -577,17 +592,13 @@ func copyOut(f *os.File, r *walRecord) error {
 
 var _ services.StreamStorer = (*Handler)(nil)
 
-// syncFS commits the file system holding dir (syncfs(2): data, metadata
-// and journal, then a cache flush; it reports write-back errors since
-// Linux 5.8).
-func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncfs: %w", err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", dir, err)
+// syncFS commits the file system holding the spool (syncfs(2): data,
+// metadata and journal, then a cache flush). Since Linux 5.8 it reports
+// the write-back errors of the file system since h.syncDir was opened
+// (each once), which is when the materialiser started.
+func (h *Handler) syncFS() error {
+	if err := unix.Syncfs(int(h.syncDir.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", h.syncDir.Name(), err)
 	}
 	return nil
 }
