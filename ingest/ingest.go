@@ -62,6 +62,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom"
@@ -127,6 +129,11 @@ type Handler struct {
 	// the descriptor it is given was opened, so a descriptor opened for
 	// each batch would miss those of write-back started before.
 	syncDir *os.File
+
+	// seriesOf maps Series Instance UIDs to the Study Instance UID they
+	// belong to, as recorded or answered success (checkSeries).
+	seriesMu sync.Mutex
+	seriesOf map[string]string
 }
 
 // New returns a Handler keeping files in spool, which must lie inside
@@ -242,6 +249,10 @@ func (h *Handler) HandleStore(ctx context.Context, req *services.StoreRequest) (
 			h.opts.OnStored(in)
 		}
 		return dimse.StatusSuccess, nil
+	case errors.Is(err, models.ErrSeriesOfOtherStudy):
+		h.undo(kept)
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
 	case errors.Is(err, models.ErrAlreadyExists):
 		if kept.Variant {
 			// Nothing received is thrown away: the spool keeps it beside
@@ -259,6 +270,51 @@ func (h *Handler) HandleStore(ctx context.Context, req *services.StoreRequest) (
 		h.outcome(OutcomeFailed)
 		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
 	}
+}
+
+// seriesLookupWait bounds the database look-up of checkSeries; seriesOfMax
+// bounds its memory (the map is emptied when it is reached).
+const (
+	seriesLookupWait = 2 * time.Second
+	seriesOfMax      = 1 << 16
+)
+
+// checkSeries returns ErrSeriesOfOtherStudy if series is recorded (or was
+// answered success) under a study other than study; otherwise series is
+// taken to belong to study from now on. When the database cannot say
+// (down, slow) it returns nil: the instance is accepted and, should its
+// series turn out to be another study's, set aside when recorded.
+func (h *Handler) checkSeries(ctx context.Context, study, series string) error {
+	h.seriesMu.Lock()
+	owner, ok := h.seriesOf[series]
+	h.seriesMu.Unlock()
+	if !ok {
+		qctx, cancel := context.WithTimeout(ctx, seriesLookupWait)
+		s, err := h.store.SeriesStudyUID(qctx, series)
+		cancel()
+		switch {
+		case errors.Is(err, models.ErrNotFound):
+			s = study
+		case err != nil:
+			h.log.Debug("ingest: cannot look up the study of a series", "series_instance_uid", series, "err", err)
+			return nil
+		}
+		h.seriesMu.Lock()
+		if prev, ok := h.seriesOf[series]; ok {
+			s = prev
+		} else {
+			if h.seriesOf == nil || len(h.seriesOf) >= seriesOfMax {
+				h.seriesOf = map[string]string{}
+			}
+			h.seriesOf[series] = s
+		}
+		h.seriesMu.Unlock()
+		owner = s
+	}
+	if owner != study {
+		return fmt.Errorf("series %s is recorded under study %s, not %s: %w", series, owner, study, models.ErrSeriesOfOtherStudy)
+	}
+	return nil
 }
 
 // undo removes a file Keep has just linked when its row could not be

@@ -206,6 +206,11 @@ func (s *walStream) Commit(ctx context.Context, req *services.StoreRequest) (dim
 		h.outcome(OutcomeRejected)
 		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: no Study or Series Instance UID", req.SOPInstanceUID)
 	}
+	if err := h.checkSeries(ctx, study, series); err != nil {
+		h.log.Warn("instance refused: its series belongs to another study", "sop_instance_uid", req.SOPInstanceUID, "err", err)
+		h.outcome(OutcomeRejected)
+		return dimse.StatusCannotUnderstand, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
+	}
 	if err := ctx.Err(); err != nil {
 		h.outcome(OutcomeFailed)
 		return dimse.StatusOutOfResources, fmt.Errorf("ingest %s: %w", req.SOPInstanceUID, err)
@@ -481,6 +486,11 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			h.log.Error("write-ahead spool: instance answered success cannot be recorded; set aside in spool/.rejected",
 				"sop_instance_uid", it.rec.meta.SOPInstanceUID, "err", errs[k])
 			it.outcome = OutcomeFailed
+			if errors.Is(errs[k], models.ErrSeriesOfOtherStudy) {
+				// Could not be checked before the answer (the database did
+				// not say, or another node recorded the series meanwhile).
+				it.outcome = OutcomeRejected
+			}
 			aside = true
 		}
 	}

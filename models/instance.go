@@ -113,7 +113,7 @@ func (s *Store) InstanceRecord(ctx context.Context, p InstanceRecordParams) (*In
 			return wrap("record instance: series", err)
 		}
 		if se.StudyID != st.ID {
-			return fmt.Errorf("record instance: series %s belongs to another study", se.SeriesInstanceUID)
+			return fmt.Errorf("record instance: series %s: %w", se.SeriesInstanceUID, ErrSeriesOfOtherStudy)
 		}
 		in := p.Instance
 		in.ID = 0
@@ -218,6 +218,25 @@ func (s *Store) InstanceMarkPurged(ctx context.Context, id int64) error {
 	return wrap("mark instance purged", res.Error)
 }
 
+// ErrSeriesOfOtherStudy: an instance names a series that is recorded
+// under another study; nothing is recorded for it.
+var ErrSeriesOfOtherStudy = errors.New("series belongs to another study")
+
+// SeriesStudyUID returns the Study Instance UID of the study a series is
+// recorded under (ErrNotFound: no such series).
+func (s *Store) SeriesStudyUID(ctx context.Context, seriesUID string) (string, error) {
+	var uids []string
+	err := s.q(ctx).Table("series").Joins("JOIN studies ON studies.id = series.study_id").
+		Where("series.series_instance_uid = ?", seriesUID).Limit(1).Pluck("studies.study_instance_uid", &uids).Error
+	if err == nil && len(uids) == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return "", wrap("get study of series", err)
+	}
+	return uids[0], nil
+}
+
 // IsDataError reports whether err is the database refusing the values it
 // was given (a data exception or a constraint other than a unique key)
 // rather than failing to work (down, disconnected, overloaded, a missing
@@ -253,7 +272,8 @@ func IsDataError(err error) bool {
 // does once per instance. res[i] is the new instance, or the stored one
 // with errs[i] wrapping ErrAlreadyExists (also for a UID repeated within
 // the batch); errs[i] may also name a problem of that instance alone (its
-// series belongs to another study), which records nothing for it. err is
+// series belongs to another study: ErrSeriesOfOtherStudy), which records
+// nothing for it. err is
 // a database failure: nothing of the batch is recorded.
 func (s *Store) InstanceRecordBatch(ctx context.Context, ps []InstanceRecordParams) (res []*Instance, errs []error, err error) {
 	res, errs = make([]*Instance, len(ps)), make([]error, len(ps))
@@ -336,7 +356,7 @@ func (s *Store) InstanceRecordBatch(ctx context.Context, ps []InstanceRecordPara
 				series[row.SeriesInstanceUID] = se
 			}
 			if se.StudyID != st.ID {
-				errs[i] = fmt.Errorf("record instance: series %s belongs to another study", se.SeriesInstanceUID)
+				errs[i] = fmt.Errorf("record instance: series %s: %w", se.SeriesInstanceUID, ErrSeriesOfOtherStudy)
 				continue
 			}
 			in := p.Instance
