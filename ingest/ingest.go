@@ -120,10 +120,14 @@ type Handler struct {
 	log      *slog.Logger
 	incoming string
 
-	wal      *wal
-	walStop  chan struct{}
-	walDone  chan struct{}
-	rejected *services.SpoolStore
+	wal     *wal
+	walStop chan struct{}
+	walDone chan struct{}
+	// walCtx is the materialiser's database calls' context, cancelled by
+	// Close once its wait is over.
+	walCtx    context.Context
+	walCancel context.CancelFunc
+	rejected  *services.SpoolStore
 	// syncDir is the spool directory, open as long as the materialiser
 	// runs: syncfs reports the write-back errors of the file system since
 	// the descriptor it is given was opened, so a descriptor opened for

@@ -32,6 +32,9 @@ const (
 	// starts; batchMaxWait bounds how long it lets records gather.
 	batchDelay   = 20 * time.Millisecond
 	batchMaxWait = 500 * time.Millisecond
+	// batchTimeout bounds the database work of one batch (a database that
+	// hangs is then a failure, tried again).
+	batchTimeout = 2 * time.Minute
 	// inMemoryMax: records up to this size are materialised from memory.
 	inMemoryMax = 64 << 20
 )
@@ -81,6 +84,7 @@ func (h *Handler) Start(ctx context.Context) (int, error) {
 	}
 	h.wal, h.rejected, h.syncDir = w, rej, d
 	h.walStop, h.walDone = make(chan struct{}), make(chan struct{})
+	h.walCtx, h.walCancel = context.WithCancel(context.Background())
 	go h.materialiser()
 	if len(recs) > 0 {
 		h.log.Info("write-ahead spool: replaying instances not yet recorded", "instances", len(recs))
@@ -128,6 +132,9 @@ func (h *Handler) Close(ctx context.Context) error {
 	w.mu.Unlock()
 	ferr := h.Flush(ctx)
 	close(h.walStop)
+	// A database call that hangs is given up: what it was recording stays
+	// in the write-ahead spool.
+	h.walCancel()
 	<-h.walDone
 	// Wait for writers still holding a segment (the node should have
 	// stopped them already).
@@ -285,7 +292,10 @@ func (h *Handler) materialiser() {
 		if recs == nil {
 			return
 		}
-		if err := h.materialise(context.Background(), recs); err != nil {
+		ctx, cancel := context.WithTimeout(h.walCtx, batchTimeout)
+		err := h.materialise(ctx, recs)
+		cancel()
+		if err != nil {
 			h.log.Error("write-ahead spool: cannot record received instances; C-STOREs are refused until it can",
 				"instances", len(recs), "retry_in", backoff, "err", err)
 			h.wal.setFailing(err)
