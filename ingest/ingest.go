@@ -103,7 +103,12 @@ type Options struct {
 	WAL bool
 	// WALSegmentSize and WALMaxBytes size the write-ahead spool's segment
 	// files and bound their total (defaults DefaultWALSegmentSize and
-	// DefaultWALMaxBytes). The segments stay allocated once made.
+	// DefaultWALMaxBytes). The segments stay allocated once made. Each
+	// association holds a segment while it receives an instance; one that
+	// finds none free (all held, none can be made) waits up to 30 s and is
+	// then answered A700. With the defaults that is 16 segments, fewer
+	// than the DICOM node's default of 32 associations: set WALMaxBytes to
+	// at least associations × WALSegmentSize to never refuse for this.
 	WALSegmentSize, WALMaxBytes int64
 	// WALSegments is how many segments Start makes ready if fewer exist
 	// (default DefaultWALSegments): one per association receiving at the

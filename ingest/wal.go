@@ -529,7 +529,10 @@ func (w *wal) release(seg *segment, rec *walRecord, end int64, broken bool) {
 		seg.pending++
 		w.queue = append(w.queue, rec)
 	}
-	reset := seg.pending == 0 && seg.broken
+	// Reset when nothing in it is pending and it is broken, or its
+	// records were all done while this writer held it (done left it):
+	// otherwise they would be replayed at the next start.
+	reset := seg.pending == 0 && (seg.broken || (rec == nil && seg.off > walPage))
 	if reset {
 		seg.held = true
 	}

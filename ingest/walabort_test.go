@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cspine/cspine/dicomnode/dicomnodetest"
+	"github.com/cspine/cspine/dicomnode/dimse"
 	"github.com/cspine/cspine/dicomnode/services"
 	"github.com/cspine/cspine/ingest"
 	"github.com/cspine/cspine/store/storetest"
@@ -80,4 +81,27 @@ func TestWALAbortRace(t *testing.T) {
 		}
 	}
 	require.Zero(t, bad, "instances recorded with other bytes than sent, or not at all")
+}
+
+// A segment whose records are all recorded while a writer holds it is
+// reset when that writer aborts: its records are not replayed at the next
+// start (they were, as duplicates, and a file removed by retention since
+// could come back).
+func TestWALAbortAfterDone(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t, nil)
+	dataDir := t.TempDir()
+	opts := &ingest.Options{WALSegmentSize: 1 << 20, WALMaxBytes: 1 << 20, WALSegments: 1}
+	b := setupWAL(t, db, dataDir, opts)
+	st, err := stream(t, b.h, crashImage(1))
+	require.NoError(t, err)
+	require.Equal(t, dimse.StatusSuccess, st)
+	s, err := b.h.BeginStore(ctx, &services.StoreRequest{SOPInstanceUID: "9.9"}) // the only segment
+	require.NoError(t, err)
+	require.NoError(t, b.h.Flush(ctx))
+	s.Abort()
+	require.NoError(t, b.h.Close(ctx))
+	b2 := setupWAL(t, db, dataDir, opts)
+	require.Zero(t, b2.replayed)
+	require.NoError(t, b2.h.Close(ctx))
 }
