@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cspine/cspine/dicomnode/dicomnodetest"
+	"github.com/cspine/cspine/dicomnode/services"
 	"github.com/cspine/cspine/models"
 	"github.com/cspine/cspine/store"
 )
@@ -87,6 +88,14 @@ func TestDestinationDown(t *testing.T) {
 // it twice only when the kill fell between the destination's
 // acknowledgement and our record of it, and then it is the same object (same
 // SOP Instance UID, so the PACS replaces it).
+//
+// SIGKILL ends the process, not the machine: the page cache survives, so
+// this test does not show that what was answered success survives a power
+// loss (that rests on the fdatasync before the answer, which no test here
+// can cut power under). It shows that the write-ahead spool's records are
+// complete and replayed: every instance the sender had an answer of
+// success for is recorded after the restart, by SOP Instance UID, with
+// the data set that was sent.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end (-short)")
@@ -113,14 +122,19 @@ func TestCrashRecovery(t *testing.T) {
 	pr, pw := io.Pipe()
 	send.Stdout, send.Stderr = pw, pw
 	var sendOut bytes.Buffer
+	var ackedFiles []string // answered success, in order
 	three, scanned := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(scanned)
-		sc, acks := bufio.NewScanner(pr), 0
+		sc, cur := bufio.NewScanner(pr), ""
 		for sc.Scan() {
 			sendOut.WriteString(sc.Text() + "\n")
+			if _, f, ok := strings.Cut(sc.Text(), "Sending file: "); ok {
+				cur = strings.TrimSpace(f)
+			}
 			if strings.Contains(sc.Text(), "Received Store Response (Success)") {
-				if acks++; acks == 3 {
+				ackedFiles = append(ackedFiles, cur)
+				if len(ackedFiles) == 3 {
 					close(three)
 				}
 			}
@@ -136,27 +150,51 @@ func TestCrashRecovery(t *testing.T) {
 	_ = send.Wait() // fails: the node died under it
 	pw.Close()
 	<-scanned
-	got := db.count(t, &models.Instance{}, "")
-	acked := strings.Count(sendOut.String(), "Received Store Response (Success)")
-	t.Logf("killed while receiving: %d of %d instances acknowledged to the sender, %d recorded", acked, len(files), got)
+	acked := len(ackedFiles)
+	recordedAtKill := map[string]bool{}
+	var atKill []string
+	require.NoError(t, db.DB.Gorm.Model(&models.Instance{}).Pluck("sop_instance_uid", &atKill).Error)
+	for _, uid := range atKill {
+		recordedAtKill[uid] = true
+	}
+	t.Logf("killed while receiving: %d of %d instances acknowledged to the sender, %d recorded", acked, len(files), len(atKill))
 	require.Less(t, acked, len(files), "the kill came too late to test receiving")
+	require.Positive(t, acked)
 
-	// Every instance answered success is recorded, and its spool file is
-	// intact (the SHA-256 recorded at arrival): the restarted node records
-	// from its write-ahead spool what the dead one answered but had not
-	// recorded yet, before it listens.
+	// Every instance answered success is recorded after the restart (the
+	// restarted node records from its write-ahead spool what the dead one
+	// answered but had not recorded yet), under the SOP Instance UID of
+	// the file sent, and its spool file holds the data set sent (the file
+	// meta differs: the node writes its own) and matches the SHA-256
+	// recorded.
 	n = startNode(t, opts)
-	got = db.count(t, &models.Instance{}, "")
-	t.Logf("after the restart: %d recorded", got)
-	require.GreaterOrEqual(t, got, int64(acked))
-	var kept []models.Instance
-	require.NoError(t, db.DB.Gorm.Find(&kept).Error)
-	for _, in := range kept {
-		b, err := os.ReadFile(filepath.Join(opts.DataDir, in.SpoolPath))
+	var unrecorded []string
+	for _, f := range ackedFiles {
+		require.NotEmpty(t, f, "an answer of success without the file it answered:\n%s", sendOut.String())
+		uid := dump(t, f, "0008,0018")
+		require.NotEmpty(t, uid, "SOP Instance UID of %s", f)
+		if !recordedAtKill[uid] {
+			unrecorded = append(unrecorded, uid)
+		}
+		var in models.Instance
+		waitFor(t, 30*time.Second, "acknowledged instance "+uid+" recorded", func() bool {
+			return db.DB.Gorm.Where("sop_instance_uid = ?", uid).Take(&in).Error == nil
+		})
+		kept := filepath.Join(opts.DataDir, in.SpoolPath)
+		b, err := os.ReadFile(kept)
 		require.NoError(t, err)
 		sum := sha256.Sum256(b)
-		require.Equal(t, in.SHA256, hex.EncodeToString(sum[:]), "spool file of %s", in.SOPInstanceUID)
+		require.Equal(t, in.SHA256, hex.EncodeToString(sum[:]), "spool file of %s", uid)
+		require.Equal(t, dataSetSHA256(t, f), dataSetSHA256(t, kept), "data set of %s: spool file differs from the file sent", uid)
 	}
+	t.Logf("after the restart: %d recorded; %d acknowledged but not recorded at the kill, recorded by replay: %v",
+		db.count(t, &models.Instance{}, ""), len(unrecorded), unrecorded)
+	t.Run("replay exercised", func(t *testing.T) {
+		if len(unrecorded) == 0 {
+			t.Skip("every acknowledged instance was already recorded when the node was killed (timing): " +
+				"the replay of the write-ahead spool was not exercised this run; the checks above still hold")
+		}
+	})
 	storescu(t, "PACS", n.DICOMPort, files...) // the sender re-sends the study
 
 	// 2. Killed while analysing.
@@ -265,4 +303,20 @@ func TestDeadLetterManualRetry(t *testing.T) {
 	require.Len(t, r["SC"], 1)
 	require.Equal(t, int64(1), db.count(t, &models.AuditEvent{}, "action = ? AND entity_id = ?", "transfer.retry", itoa(int(trs[0].ID))))
 	require.Equal(t, int64(1), db.count(t, &models.AuditEvent{}, "action = ? AND entity_id = ?", "study.complete", lat.StudyInstanceUID))
+}
+
+// dataSetSHA256 returns the SHA-256 (hex) of a Part-10 file's data set,
+// after its file meta information, re-encoded by dcmconv in Implicit VR
+// Little Endian (storescu may send in another transfer syntax than the
+// file's, which changes the encoding, not the content).
+func dataSetSHA256(t testing.TB, path string) string {
+	t.Helper()
+	conv := filepath.Join(t.TempDir(), "ti.dcm")
+	dicomnodetest.Run(t, false, "dcmconv", "+ti", path, conv)
+	b, err := os.ReadFile(conv)
+	require.NoError(t, err)
+	_, n, err := services.ReadFileMeta(bufio.NewReader(bytes.NewReader(b)))
+	require.NoError(t, err, "file meta of %s", path)
+	sum := sha256.Sum256(b[n:])
+	return hex.EncodeToString(sum[:])
 }
