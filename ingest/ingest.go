@@ -6,18 +6,25 @@
 // With the write-ahead spool (Options.WAL, what cspine serve uses) the
 // data set is streamed into a preallocated, already written segment file
 // under spool/.wal as it arrives; Commit checks that it names its study and
-// series, writes a record header (SOP class and instance, transfer syntax,
+// series and that the series is not recorded (or answered success) under
+// another study (else C000), writes a record header (SOP class and instance, transfer syntax,
 // calling and called AE, peer, C-MOVE originator, push or pull, arrival
 // time, CRC-32C of header and data) and fdatasyncs: one cache flush, no
 // file created, no journal commit. Then it answers success. An instance
 // over 1 MiB continues in a data file of its own (fsync of it and of the
 // directory before the record naming it), which is later linked into the
 // spool as it is rather than copied. A background
-// materialiser takes the records in batches: each small instance's file is
-// written to the spool (header parsed and SHA-256 computed on the way) and
-// linked under its SOP Instance UID, one syncfs makes the batch durable,
-// and one transaction records the rows (models.InstanceRecordBatch).
-// Only then are the records done; a segment whose records are all done is
+// materialiser takes the records in batches: each record's data is checked
+// against its CRC-32C (a mismatch is set aside in spool/.rejected, outcome
+// "failed", never recorded), each small instance's file is written to the
+// spool (header parsed and SHA-256 computed on the way) and linked under
+// its SOP Instance UID, one syncfs makes the batch durable, and one
+// transaction records the rows (models.InstanceRecordBatch; strings made
+// valid UTF-8 without NULs). If that transaction fails, the instances are
+// recorded one by one: one whose values the database refuses
+// (models.IsDataError) is set aside in spool/.rejected (outcome "failed"),
+// the others are recorded; any other failure is the database's and the
+// whole batch is tried again. Only then are the records done; a segment whose records are all done is
 // reused. Start replays, after a crash, every valid record of segments not
 // yet reused (materialising is idempotent: a file or row already there is
 // recognised); a record whose CRC does not match (a torn write, never
