@@ -115,7 +115,8 @@ type Options struct {
 	// finds none free (all held, none can be made) waits up to 30 s and is
 	// then answered A700. With the defaults that is 16 segments, fewer
 	// than the DICOM node's default of 32 associations: set WALMaxBytes to
-	// at least associations × WALSegmentSize to never refuse for this.
+	// at least associations × WALSegmentSize to never refuse for this
+	// (cspine serve sets it to (max_associations + 1) segments).
 	WALSegmentSize, WALMaxBytes int64
 	// WALSegments is how many segments Start makes ready if fewer exist
 	// (default DefaultWALSegments): one per association receiving at the

@@ -483,8 +483,13 @@ func newNode(ctx context.Context, cfg *config.Config, ortLib string, log *slog.L
 	spool.Logger = log
 	// The write-ahead spool answers a C-STORE after one fdatasync; the
 	// spool file and the row follow within milliseconds (ingest.Options.WAL).
+	// Each receiving association holds one segment: allow one per
+	// association and a spare, so that a C-STORE never waits for a segment
+	// while the disk has room (segments are made only when needed).
+	walMax := max(int64(ingest.DefaultWALMaxBytes), int64(lim.MaxAssociations+1)*ingest.DefaultWALSegmentSize)
 	h, err := ingest.New(n.st, spool, cfg.DataDir, &ingest.Options{Logger: log, NodeName: nodeName(cfg), WAL: true,
-		OnOutcome: func(o string) { n.metrics.ReceivedInstances.WithLabelValues(o).Inc() }})
+		WALMaxBytes: walMax,
+		OnOutcome:   func(o string) { n.metrics.ReceivedInstances.WithLabelValues(o).Inc() }})
 	if err != nil {
 		return nil, err
 	}
