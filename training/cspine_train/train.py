@@ -319,6 +319,14 @@ def main(argv=None):
     from . import export
 
     export.export_all(args, gm, loc, c2m, c7m, n, stage_seconds)
+    # The trained weights beside the ONNX files: the exported graphs have
+    # batch normalisation folded into the convolutions, so fine-tuning a
+    # shipped model later (--init-global/--init-c2/--init-c7) needs these.
+    ck = os.path.join(args.out, "checkpoints")
+    os.makedirs(ck, exist_ok=True)
+    for name in ("global", "c2", "c7", "c7_locator"):
+        st = torch.load(os.path.join(args.work, name + ".pt"), map_location="cpu")
+        torch.save({"model": st["model"]}, os.path.join(ck, name + ".pt"))
     if args.val:
         from . import evaluate
 
