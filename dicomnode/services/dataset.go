@@ -67,40 +67,51 @@ func DecodeDataSet(b []byte, ts string) (ds *dicom.Dataset, err error) {
 // set continues beyond them. complete is false when the prefix ended before
 // both UIDs were read.
 func headerIDs(prefix []byte, truncated bool, ts string) (class, instance string, complete bool, err error) {
+	complete, err = scanHead(prefix, truncated, ts, func(e *dicom.Element) bool {
+		switch e.Tag {
+		case tag.SOPClassUID:
+			class = firstString(e)
+		case tag.SOPInstanceUID:
+			instance = firstString(e)
+			return true
+		}
+		return e.Tag.Group > 0x0008
+	})
+	return class, instance, complete, err
+}
+
+// scanHead parses the elements at the beginning of a data set (head: its
+// first bytes; truncated: whether it continues beyond them; ts: its
+// transfer syntax) and gives each to visit until visit returns true or the
+// data set ends (complete), or head ends first (not complete).
+func scanHead(head []byte, truncated bool, ts string, visit func(*dicom.Element) bool) (complete bool, err error) {
 	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
 	if err != nil {
-		return "", "", false, err
+		return false, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic in parser: %v", r)
+			complete, err = false, fmt.Errorf("panic in parser: %v", r)
 		}
 	}()
-	p, err := newRawParser(prefix, ts, dicom.SkipPixelData())
+	p, err := newRawParser(head, ts, dicom.SkipPixelData())
 	if err != nil {
-		return "", "", false, err
+		return false, err
 	}
 	p.SetTransferSyntax(bo, implicit)
 	for {
 		e, err := p.Next()
 		if err != nil {
 			if errors.Is(err, dicom.ErrorEndOfDICOM) {
-				return class, instance, true, nil
+				return true, nil
 			}
 			if truncated && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return class, instance, false, nil
+				return false, nil
 			}
-			return class, instance, false, err
+			return false, err
 		}
-		switch e.Tag {
-		case tag.SOPClassUID:
-			class = firstString(e)
-		case tag.SOPInstanceUID:
-			instance = firstString(e)
-			return class, instance, true, nil
-		}
-		if e.Tag.Group > 0x0008 {
-			return class, instance, true, nil
+		if visit(e) {
+			return true, nil
 		}
 	}
 }
@@ -133,39 +144,15 @@ func newRawParser(b []byte, ts string, opts ...dicom.ParseOption) (*dicom.Parser
 // is false when head ended before the parser passed both (the caller must
 // then read further to know).
 func HeadStudySeries(head []byte, truncated bool, ts string) (study, series string, complete bool, err error) {
-	bo, implicit, err := uid.ParseTransferSyntaxUID(ts)
-	if err != nil {
-		return "", "", false, err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic in parser: %v", r)
-		}
-	}()
-	p, err := newRawParser(head, ts, dicom.SkipPixelData())
-	if err != nil {
-		return "", "", false, err
-	}
-	p.SetTransferSyntax(bo, implicit)
-	for {
-		e, err := p.Next()
-		if err != nil {
-			if errors.Is(err, dicom.ErrorEndOfDICOM) {
-				return study, series, true, nil
-			}
-			if truncated && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return study, series, false, nil
-			}
-			return study, series, false, err
-		}
+	complete, err = scanHead(head, truncated, ts, func(e *dicom.Element) bool {
 		switch {
 		case e.Tag == tag.StudyInstanceUID:
 			study = firstString(e)
 		case e.Tag == tag.SeriesInstanceUID:
 			series = firstString(e)
-			return study, series, true, nil
-		case e.Tag.Group > 0x0020 || (e.Tag.Group == 0x0020 && e.Tag.Element > 0x000E):
-			return study, series, true, nil
+			return true
 		}
-	}
+		return e.Tag.Group > 0x0020 || (e.Tag.Group == 0x0020 && e.Tag.Element > 0x000E)
+	})
+	return study, series, complete, err
 }
