@@ -217,23 +217,8 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		sink.werr = err
 	}
 	closed = true
-	if sink.werr != nil {
-		level := slog.LevelError
-		if errors.Is(sink.werr, syscall.ENOSPC) {
-			level = slog.LevelWarn
-		}
-		log.Log(ctx, level, "c-store: write spool file", "err", sink.werr)
-		return storeOutcome{dimse.StatusOutOfResources, "write error on the receiving node"}, nil
-	}
-
-	class, inst, complete, err := headerIDs(sink.prefix, sink.n > int64(len(sink.prefix)), pc.TransferSyntax)
-	switch {
-	case err != nil:
-		log.Warn("c-store: data set not understood", "err", err)
-		return storeOutcome{dimse.StatusCannotUnderstand, "data set cannot be parsed"}, nil
-	case complete && (class != c.AffectedSOPClassUID || inst != c.AffectedSOPInstanceUID):
-		log.Warn("c-store: data set does not match command")
-		return storeOutcome{dimse.StatusDataSetDoesNotMatchSOPClass, "SOP Class/Instance UID differ from the command"}, nil
+	if out, bad := checkReceived(ctx, log, sink, "c-store: write spool file", pc.TransferSyntax, c); bad {
+		return out, nil
 	}
 
 	req := &StoreRequest{
@@ -243,15 +228,46 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		MoveOriginatorMessageID: c.MoveOriginatorMessageID, Path: path, DataSetSize: sink.n, Received: time.Now(),
 	}
 	st, herr := s.callHandler(ctx, req)
+	return handled(log, st, herr, c.AffectedSOPInstanceUID, sink.n), nil
+}
+
+// checkReceived checks a received data set before it goes to the handler:
+// written without error (what says where it was written to, for the log),
+// parseable at its head, and naming the SOP Class and Instance of the
+// command. bad is true with the outcome to answer when a check failed.
+func checkReceived(ctx context.Context, log *slog.Logger, sink *storeSink, what, ts string, c *dimse.Command) (out storeOutcome, bad bool) {
+	if sink.werr != nil {
+		level := slog.LevelError
+		if errors.Is(sink.werr, syscall.ENOSPC) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, what, "err", sink.werr)
+		return storeOutcome{dimse.StatusOutOfResources, "write error on the receiving node"}, true
+	}
+	class, inst, complete, err := headerIDs(sink.prefix, sink.n > int64(len(sink.prefix)), ts)
+	switch {
+	case err != nil:
+		log.Warn("c-store: data set not understood", "err", err)
+		return storeOutcome{dimse.StatusCannotUnderstand, "data set cannot be parsed"}, true
+	case complete && (class != c.AffectedSOPClassUID || inst != c.AffectedSOPInstanceUID):
+		log.Warn("c-store: data set does not match command")
+		return storeOutcome{dimse.StatusDataSetDoesNotMatchSOPClass, "SOP Class/Instance UID differ from the command"}, true
+	}
+	return storeOutcome{}, false
+}
+
+// handled turns the store handler's answer into the outcome to send: a
+// handler error is a failure status (A700 unless it gave one).
+func handled(log *slog.Logger, st dimse.Status, herr error, sopInstanceUID string, n int64) storeOutcome {
 	if herr != nil {
 		log.Error("c-store: handler failed", "status", st, "err", herr)
 		if !st.IsFailure() {
 			st = dimse.StatusOutOfResources
 		}
-		return storeOutcome{st, "the receiving node could not keep the instance"}, nil
+		return storeOutcome{st, "the receiving node could not keep the instance"}
 	}
-	log.Debug("c-store: stored", "sop_instance_uid", c.AffectedSOPInstanceUID, "bytes", sink.n, "status", st)
-	return storeOutcome{status: st}, nil
+	log.Debug("c-store: stored", "sop_instance_uid", sopInstanceUID, "bytes", n, "status", st)
+	return storeOutcome{status: st}
 }
 
 func (s *Server) fileMeta(a *association.Association, m *dimse.Message, ts string) []byte {
@@ -285,35 +301,13 @@ func (s *Server) receiveStream(ctx context.Context, log *slog.Logger, a *associa
 		log.Warn("c-store: object larger than limit", "limit", s.MaxObjectSize)
 		return storeOutcome{dimse.StatusOutOfResources, "object exceeds the size limit"}, nil
 	}
-	if sink.werr != nil {
-		level := slog.LevelError
-		if errors.Is(sink.werr, syscall.ENOSPC) {
-			level = slog.LevelWarn
-		}
-		log.Log(ctx, level, "c-store: write received data", "err", sink.werr)
-		return storeOutcome{dimse.StatusOutOfResources, "write error on the receiving node"}, nil
-	}
-	class, inst, complete, err := headerIDs(sink.prefix, sink.n > int64(len(sink.prefix)), ts)
-	switch {
-	case err != nil:
-		log.Warn("c-store: data set not understood", "err", err)
-		return storeOutcome{dimse.StatusCannotUnderstand, "data set cannot be parsed"}, nil
-	case complete && (class != c.AffectedSOPClassUID || inst != c.AffectedSOPInstanceUID):
-		log.Warn("c-store: data set does not match command")
-		return storeOutcome{dimse.StatusDataSetDoesNotMatchSOPClass, "SOP Class/Instance UID differ from the command"}, nil
+	if out, bad := checkReceived(ctx, log, sink, "c-store: write received data", ts, c); bad {
+		return out, nil
 	}
 	req.DataSetSize, req.Head = sink.n, sink.prefix
 	committed = true
 	st, herr := s.commitStream(ctx, stream, req)
-	if herr != nil {
-		log.Error("c-store: handler failed", "status", st, "err", herr)
-		if !st.IsFailure() {
-			st = dimse.StatusOutOfResources
-		}
-		return storeOutcome{st, "the receiving node could not keep the instance"}, nil
-	}
-	log.Debug("c-store: stored", "sop_instance_uid", c.AffectedSOPInstanceUID, "bytes", sink.n, "status", st)
-	return storeOutcome{status: st}, nil
+	return handled(log, st, herr, c.AffectedSOPInstanceUID, sink.n), nil
 }
 
 func (s *Server) beginStream(ctx context.Context, ss StreamStorer, req *StoreRequest) (st StoreStream, err error) {
