@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/cspine/cspine/dicomnode/dicomnodetest"
 	"github.com/cspine/cspine/models"
-	"github.com/cspine/cspine/store"
-	"github.com/cspine/cspine/store/storetest"
 )
 
 // TestDatabaseDownWhileReceiving: PostgreSQL is stopped between two sends
@@ -30,17 +26,7 @@ func TestDatabaseDownWhileReceiving(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end (-short)")
 	}
-	dir := t.TempDir()
-	base := laterals(phantoms(t, filepath.Join(dir, "ph"), 10, 11, 0))
-	require.NotEmpty(t, base)
-	files := studies(t, base, 12, filepath.Join(dir, "studies"))
-	pg := startPGCluster(t)
-	dbh := storetest.Open(t, pg.dsn(), nil)
-	db := &database{DSN: pg.dsn(), Dialect: store.Postgres, DB: dbh, St: models.NewStore(dbh.Gorm)}
-	dest := filepath.Join(dir, "pacs")
-	scp := storescp(t, "PACS", dest, 0)
-	n := startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
-		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", scp.Port)}})
+	files, pg, db, dest, n := privatePGSetup(t, 10, 11, 12)
 
 	// The first two studies arrive while all is well.
 	storescu(t, "PACS", n.DICOMPort, files[:2]...)

@@ -100,17 +100,7 @@ func TestPostgresRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end (-short)")
 	}
-	dir := t.TempDir()
-	base := laterals(phantoms(t, filepath.Join(dir, "ph"), 12, 9, 0))
-	require.NotEmpty(t, base)
-	files := studies(t, base, 24, filepath.Join(dir, "studies"))
-	pg := startPGCluster(t)
-	dbh := storetest.Open(t, pg.dsn(), nil)
-	db := &database{DSN: pg.dsn(), Dialect: store.Postgres, DB: dbh, St: models.NewStore(dbh.Gorm)}
-	dest := filepath.Join(dir, "pacs")
-	scp := storescp(t, "PACS", dest, 0)
-	n := startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
-		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", scp.Port)}})
+	files, pg, db, dest, n := privatePGSetup(t, 12, 9, 24)
 
 	send := exec.Command(dicomnodetest.Tool(t, "storescu"), append([]string{"-aet", "PACS", "-aec", "CSPINE",
 		"127.0.0.1", itoa(n.DICOMPort)}, files...)...)
@@ -137,4 +127,23 @@ func TestPostgresRestart(t *testing.T) {
 	time.Sleep(time.Second)
 	require.Len(t, received(t, dest)["SR"], len(files))
 	t.Logf("node warnings during the outage: %d", countLines(t, n, `"level":"WARN"`))
+}
+
+// privatePGSetup prepares a test against a private PostgreSQL cluster: the
+// lateral phantoms of count images from seed made into nStudies studies,
+// the cluster, a node using it, and a storescp destination writing to dest.
+func privatePGSetup(t *testing.T, count int, seed uint64, nStudies int) (files []string, pg *pgCluster, db *database, dest string, n *node) {
+	t.Helper()
+	dir := t.TempDir()
+	base := laterals(phantoms(t, filepath.Join(dir, "ph"), count, seed, 0))
+	require.NotEmpty(t, base)
+	files = studies(t, base, nStudies, filepath.Join(dir, "studies"))
+	pg = startPGCluster(t)
+	dbh := storetest.Open(t, pg.dsn(), nil)
+	db = &database{DSN: pg.dsn(), Dialect: store.Postgres, DB: dbh, St: models.NewStore(dbh.Gorm)}
+	dest = filepath.Join(dir, "pacs")
+	scp := storescp(t, "PACS", dest, 0)
+	n = startNode(t, nodeOpts{DSN: db.DSN, DataDir: filepath.Join(dir, "data"),
+		Destinations: []string{fmt.Sprintf("PACS@127.0.0.1:%d", scp.Port)}})
+	return files, pg, db, dest, n
 }
