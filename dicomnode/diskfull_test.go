@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -23,31 +22,13 @@ import (
 // private user and mount namespace (unshare -rm) to mount the tmpfs
 // without privileges.
 func TestDiskFull(t *testing.T) {
-	if os.Getenv("CSPINE_DISKFULL_CHILD") == "" {
-		unshare := dicomnodetest.Tool(t, "unshare")
-		cmd := exec.Command(unshare, "-rm", os.Args[0], "-test.run", "^TestDiskFull$", "-test.v")
-		cmd.Env = append(os.Environ(), "CSPINE_DISKFULL_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("TestDiskFull re-runs itself under `unshare -rm` (user and mount namespaces) to mount a small tmpfs; "+
-				"the machine must allow that: %v\n%s", err, out)
-		}
-		if !bytes.Contains(out, []byte("--- PASS: TestDiskFull")) {
-			t.Fatalf("child did not pass:\n%s", out)
-		}
-		if i := bytes.Index(out, []byte("refused with A700")); i >= 0 {
-			start := bytes.LastIndexByte(out[:i], ':') + 1
-			t.Logf("child:%s", out[start:i+len("refused with A700")])
-		}
+	if !dicomnodetest.InMountNamespace(t, "CSPINE_DISKFULL_CHILD", "refused with A700") {
 		return
 	}
 	dir := t.TempDir()
 	spoolDir := filepath.Join(dir, "spool")
 	os.Mkdir(spoolDir, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", spoolDir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	defer exec.Command("umount", spoolDir).Run()
+	dicomnodetest.MountTmpfs(t, spoolDir, "600k")
 	spool, err := services.NewSpoolStore(spoolDir)
 	if err != nil {
 		t.Fatal(err)

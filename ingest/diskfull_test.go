@@ -1,12 +1,10 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -30,31 +28,13 @@ import (
 // answered A700 is kept. The test re-executes itself under `unshare -rm`
 // (user and mount namespaces) to mount the tmpfs without privileges.
 func TestWALDiskFull(t *testing.T) {
-	if os.Getenv("CSPINE_WAL_DISKFULL_CHILD") == "" {
-		unshare := dicomnodetest.Tool(t, "unshare")
-		cmd := exec.Command(unshare, "-rm", os.Args[0], "-test.run", "^TestWALDiskFull$", "-test.v")
-		cmd.Env = append(os.Environ(), "CSPINE_WAL_DISKFULL_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("TestWALDiskFull re-runs itself under `unshare -rm` to mount a small tmpfs; "+
-				"the machine must allow that: %v\n%s", err, out)
-		}
-		if !bytes.Contains(out, []byte("--- PASS: TestWALDiskFull")) {
-			t.Fatalf("child did not pass:\n%s", out)
-		}
-		for _, l := range bytes.Split(out, []byte("\n")) {
-			if bytes.Contains(l, []byte("refused with A700")) {
-				t.Logf("child: %s", bytes.TrimSpace(l))
-			}
-		}
+	if !dicomnodetest.InMountNamespace(t, "CSPINE_WAL_DISKFULL_CHILD", "refused with A700") {
 		return
 	}
 	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		dataDir := t.TempDir()
-		out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dataDir).CombinedOutput()
-		require.NoError(t, err, "mount tmpfs: %s", out)
-		defer exec.Command("umount", dataDir).Run()
+		dicomnodetest.MountTmpfs(t, dataDir, "1m")
 		b := setupWAL(t, db, dataDir, &ingest.Options{WALSegmentSize: 256 << 10, WALSegments: 1})
 		defer b.h.Close(ctx)
 		n, err := dicomnode.New(dicomnode.Config{AETitles: []string{"CSPINE"}, Logger: discard()}, b.h)
