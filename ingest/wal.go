@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -336,12 +337,7 @@ func (w *wal) newSegment() (*segment, error) {
 	err := w.makeSegment(seg)
 	if err != nil {
 		w.mu.Lock()
-		for i, s := range w.segs {
-			if s == seg {
-				w.segs = append(w.segs[:i], w.segs[i+1:]...)
-				break
-			}
-		}
+		w.forget(seg)
 		w.mu.Unlock()
 		os.Remove(seg.path)
 		return nil, err
@@ -549,6 +545,11 @@ func (w *wal) release(seg *segment, rec *walRecord, end int64, broken bool) {
 	}
 }
 
+// forget removes seg from the segments in use; w.mu is held.
+func (w *wal) forget(seg *segment) {
+	w.segs = slices.DeleteFunc(w.segs, func(s *segment) bool { return s == seg })
+}
+
 // resetOrDrop resets a held segment with nothing pending, or drops it when
 // that fails.
 func (w *wal) resetOrDrop(seg *segment) {
@@ -561,12 +562,7 @@ func (w *wal) resetOrDrop(seg *segment) {
 		return
 	}
 	w.log.Error("write-ahead spool: segment dropped", "segment", seg.path, "err", err)
-	for i, s := range w.segs {
-		if s == seg {
-			w.segs = append(w.segs[:i], w.segs[i+1:]...)
-			break
-		}
-	}
+	w.forget(seg)
 	seg.f.Close()
 	os.Remove(seg.path)
 }
