@@ -311,22 +311,21 @@ def main(argv=None):
                               crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5,
                               coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
     loc = train_locator(args, data, noise_px=1.5)
-    # wall-clock training time per stage, as recorded when each stage finished
+    # Wall-clock training time per stage, as recorded when each stage
+    # finished; and the trained weights beside the ONNX files: the exported
+    # graphs have batch normalisation folded into the convolutions, so
+    # fine-tuning a shipped model later (--init-global/--init-c2/--init-c7)
+    # needs these.
     stage_seconds = {}
-    for name in ("global", "c2", "c7", "c7_locator"):
-        st = torch.load(os.path.join(args.work, name + ".pt"), map_location="cpu")
-        stage_seconds[name] = round(float(st.get("train_seconds", 0.0)), 1)
-    from . import export
-
-    export.export_all(args, gm, loc, c2m, c7m, n, stage_seconds)
-    # The trained weights beside the ONNX files: the exported graphs have
-    # batch normalisation folded into the convolutions, so fine-tuning a
-    # shipped model later (--init-global/--init-c2/--init-c7) needs these.
     ck = os.path.join(args.out, "checkpoints")
     os.makedirs(ck, exist_ok=True)
     for name in ("global", "c2", "c7", "c7_locator"):
         st = torch.load(os.path.join(args.work, name + ".pt"), map_location="cpu")
+        stage_seconds[name] = round(float(st.get("train_seconds", 0.0)), 1)
         torch.save({"model": st["model"]}, os.path.join(ck, name + ".pt"))
+    from . import export
+
+    export.export_all(args, gm, loc, c2m, c7m, n, stage_seconds)
     if args.val:
         from . import evaluate
 
