@@ -20,10 +20,16 @@ log = logging.getLogger("cspine_train.evaluate")
 def load_torch(work):
     from . import config
 
-    ms = [HeatmapNet(23, widths=config.WIDTHS, out_stride=config.GLOBAL["stride"]), C7Locator(), HeatmapNet(3, widths=config.WIDTHS, out_stride=config.C2["stride"]),
-          HeatmapNet(4, widths=config.WIDTHS, out_stride=config.C7["stride"], obscuration_classes=3)]
+    st = {name: torch.load(os.path.join(work, name + ".pt"), map_location="cpu") for name in ("global", "c7_locator", "c2", "c7")}
+
+    def w(name):
+        return tuple(st[name].get("widths") or config.WIDTHS)
+
+    ms = [HeatmapNet(23, widths=w("global"), out_stride=config.GLOBAL["stride"]), C7Locator(),
+          HeatmapNet(3, widths=w("c2"), out_stride=config.C2["stride"]),
+          HeatmapNet(4, widths=w("c7"), out_stride=config.C7["stride"], obscuration_classes=3)]
     for m, name in zip(ms, ("global", "c7_locator", "c2", "c7")):
-        m.load_state_dict(torch.load(os.path.join(work, name + ".pt"))["model"])
+        m.load_state_dict(st[name]["model"])
     return ms
 
 

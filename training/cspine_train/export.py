@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 
 import numpy as np
 import onnx
@@ -77,18 +78,48 @@ def export_check(model, example_shape):
     return res
 
 
-def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
+def load_base(base):
+    """A previous model directory (manifest.json, export_check.json and the
+    ONNX files) whose stages are kept where this run trains none."""
+    with open(os.path.join(base, "manifest.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(base, "export_check.json")) as f:
+        checks = json.load(f)["stages"]
+    return manifest, checks
+
+
+def export_all(args, models, n_images, stage_seconds, widths=None):
+    """Export the trained stages in models (stage -> torch module; None keeps
+    the stage of args.base: its ONNX file is copied byte for byte with its
+    manifest entry and export check)."""
     os.makedirs(args.out, exist_ok=True)
     names = datasets.LANDMARK_NAMES
     G, C2, C7 = config.GLOBAL, config.C2, config.C7
     stages = {}
     checks = {}
+    base_manifest, base_checks = (load_base(args.base) if getattr(args, "base", None) else (None, None))
 
     def add(key, fname, model, example, ins, outs, **extra):
         path = os.path.join(args.out, fname)
+        if model is None:
+            if base_manifest is None:
+                raise ValueError("stage %s was not trained and no --base model directory was given" % key)
+            entry = base_manifest["stages"][key]
+            src = os.path.join(args.base, entry["file"])
+            if sha256(src) != entry["sha256"]:
+                raise ValueError("%s: sha256 differs from the base manifest" % src)
+            if os.path.abspath(src) != os.path.abspath(os.path.join(args.out, entry["file"])):
+                shutil.copyfile(src, os.path.join(args.out, entry["file"]))
+            stages[key] = entry
+            checks[key] = base_checks[key]
+            return
         i, o = _export(model, example, path, ins, outs)
+        if widths and key in widths:
+            extra["widths"] = list(widths[key])
         stages[key] = {"file": fname, "sha256": sha256(path), "bytes": os.path.getsize(path), "inputs": i, "outputs": o, **extra}
         checks[key] = export_check(model, list(example.shape))
+
+    gm, loc, c2m, c7m = models.get("global"), models.get("c7_locator"), models.get("c2"), models.get("c7")
 
     add("global", "global.onnx", gm, torch.zeros(1, 1, G["input_size"], G["input_size"]), ["image"], ["heatmaps"],
         input_size=G["input_size"], stride=G["stride"], landmarks=names)
@@ -97,10 +128,14 @@ def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
     add("c2", "c2_refine.onnx", c2m, torch.zeros(1, 1, C2["input_size"], C2["input_size"]), ["image"], ["heatmaps"],
         input_size=C2["input_size"], stride=C2["stride"], side_mm=C2["side_mm"],
         fallback_vertebra_factor=C2["fallback_vertebra_factor"], landmarks=[names[i] for i in datasets.C2_IDX])
-    add("c7", "c7_refine.onnx", _C7Export(c7m), torch.zeros(1, 1, C7["input_size"], C7["input_size"]), ["image"],
+    add("c7", "c7_refine.onnx", _C7Export(c7m) if c7m is not None else None, torch.zeros(1, 1, C7["input_size"], C7["input_size"]), ["image"],
         ["heatmaps", "obscuration"], input_size=C7["input_size"], stride=C7["stride"], side_mm=C7["side_mm"],
         fallback_vertebra_factor=C7["fallback_vertebra_factor"], landmarks=[names[i] for i in datasets.C7_IDX],
         obscuration_classes=datasets.OBSCURATION)
+    epochs = {"global": args.epochs_global, "c2": args.epochs_c2, "c7": args.epochs_c7}
+    for k in epochs:
+        if models.get(k) is None and base_manifest is not None:
+            epochs[k] = base_manifest.get("training", {}).get("epochs", {}).get(k, 0)
     manifest = {
         "format": "cspine-models/1",
         "name": args.name,
@@ -136,7 +171,8 @@ def export_all(args, gm, loc, c2m, c7m, n_images, stage_seconds):
             "train_seconds": round(sum(stage_seconds.values()), 1),
             "stage_seconds": stage_seconds,
             "note": args.note,
-            "epochs": {"global": args.epochs_global, "c2": args.epochs_c2, "c7": args.epochs_c7},
+            "epochs": epochs,
+            "trained_stages": sorted(k for k, v in models.items() if v is not None),
             "torch": torch.__version__,
             "onnx_opset": OPSET,
             "host": "%s, %d threads, device %s" % (platform.machine(), args.threads, args.device),

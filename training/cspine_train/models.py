@@ -44,6 +44,7 @@ class HeatmapNet(nn.Module):
     def __init__(self, n_landmarks, widths=(16, 24, 48, 64, 96), out_stride=4, obscuration_classes=0):
         super().__init__()
         w1, w2, w3, w4, w5 = widths
+        self.widths = tuple(widths)
         self.out_stride = out_stride
         self.stem = nn.Sequential(conv_bn(1, w1, 2), conv_bn(w1, w1))  # /2
         self.d2 = nn.Sequential(conv_bn(w1, w2, 2), ResBlock(w2))  # /4

@@ -24,6 +24,15 @@ from .models import C7Locator, HeatmapNet
 log = logging.getLogger("cspine_train")
 
 SEED = 20260127
+STAGES = ("global", "c2", "c7", "c7_locator")
+
+
+def parse_stages(text):
+    stages = {s.strip() for s in text.split(",") if s.strip()}
+    bad = stages - set(STAGES)
+    if bad or not stages:
+        raise SystemExit("--stages: unknown stage(s) %s; choose from %s" % (", ".join(sorted(bad)) or "(none)", ", ".join(STAGES)))
+    return stages
 
 
 def load_or_build_cache(args, data_dirs):
@@ -143,7 +152,7 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
         ck.save(model, opt, sched, epoch + 1)
         log.info("%s epoch %d/%d loss %.4f (%.0f s)", stage, epoch + 1, epochs, tot / cnt, time.time() - te)
     model.cpu()
-    ck.finish(model, {"train_seconds": time.time() - t0})
+    ck.finish(model, {"train_seconds": time.time() - t0, "widths": list(model.widths)})
     return model
 
 
@@ -283,6 +292,11 @@ def main(argv=None):
     ap.add_argument("--init-global", help="initialise the global model from this .pt (fine-tuning)")
     ap.add_argument("--init-c2", help="initialise the C2 specialist from this .pt")
     ap.add_argument("--init-c7", help="initialise the C7 specialist from this .pt")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help="comma-separated stages to train (global, c2, c7, c7_locator); the others are kept from --base")
+    ap.add_argument("--base", help="model directory (manifest.json, export_check.json, ONNX files) whose untrained stages are kept")
+    ap.add_argument("--c7-widths", type=int, nargs=5, metavar="W",
+                    help="channels of the C7 specialist at strides 2..32 (default: config.WIDTHS)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--name", default="cspine-phantom")
@@ -294,39 +308,59 @@ def main(argv=None):
     torch.manual_seed(SEED)
     os.makedirs(args.work, exist_ok=True)
 
+    stages = parse_stages(args.stages)
+    if stages != set(STAGES) and not args.base:
+        ap.error("--stages without every stage needs --base (the model directory whose other stages are kept)")
     data = load_or_build_cache(args, args.data)
     n = len(data["ids"])
-    log.info("training images: %d", n)
+    log.info("training images: %d; stages: %s", n, ", ".join(s for s in STAGES if s in stages))
     G = config.GLOBAL
-    gm = train_heatmap_stage(args, "global", HeatmapNet(23, widths=config.WIDTHS, out_stride=G["stride"]), global_batches(data), n,
-                             args.epochs_global, 3e-3, coord_weight=args.coord_weight, stride=G["stride"], init=args.init_global)
-    ok2 = ~np.isnan(data["c2_pts"]).all((1, 2))
-    ok7 = ~np.isnan(data["c7_pts"]).all((1, 2))
-    sub2 = {k: v[ok2] for k, v in data.items()}
-    sub7 = {k: v[ok7] for k, v in data.items()}
-    c2m = train_heatmap_stage(args, "c2", HeatmapNet(3, widths=config.WIDTHS, out_stride=config.C2["stride"]),
-                              crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3,
-                              coord_weight=args.coord_weight, stride=config.C2["stride"], init=args.init_c2)
-    c7m = train_heatmap_stage(args, "c7", HeatmapNet(4, widths=config.WIDTHS, out_stride=config.C7["stride"], obscuration_classes=3),
-                              crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5,
-                              coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
-    loc = train_locator(args, data, noise_px=1.5)
+    widths = {"global": config.WIDTHS, "c2": config.WIDTHS, "c7": tuple(args.c7_widths) if args.c7_widths else config.WIDTHS}
+    models = {k: None for k in STAGES}
+    if "global" in stages:
+        models["global"] = train_heatmap_stage(
+            args, "global", HeatmapNet(23, widths=widths["global"], out_stride=G["stride"]), global_batches(data), n,
+            args.epochs_global, 3e-3, coord_weight=args.coord_weight, stride=G["stride"], init=args.init_global)
+    if "c2" in stages:
+        ok2 = ~np.isnan(data["c2_pts"]).all((1, 2))
+        sub2 = {k: v[ok2] for k, v in data.items()}
+        models["c2"] = train_heatmap_stage(
+            args, "c2", HeatmapNet(3, widths=widths["c2"], out_stride=config.C2["stride"]),
+            crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3,
+            coord_weight=args.coord_weight, stride=config.C2["stride"], init=args.init_c2)
+    if "c7" in stages:
+        ok7 = ~np.isnan(data["c7_pts"]).all((1, 2))
+        sub7 = {k: v[ok7] for k, v in data.items()}
+        models["c7"] = train_heatmap_stage(
+            args, "c7", HeatmapNet(4, widths=widths["c7"], out_stride=config.C7["stride"], obscuration_classes=3),
+            crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5,
+            coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
+    if "c7_locator" in stages:
+        models["c7_locator"] = train_locator(args, data, noise_px=1.5)
     # Wall-clock training time per stage, as recorded when each stage
-    # finished; and the trained weights beside the ONNX files: the exported
-    # graphs have batch normalisation folded into the convolutions, so
-    # fine-tuning a shipped model later (--init-global/--init-c2/--init-c7)
-    # needs these.
+    # finished (a kept stage keeps its time from the base manifest); and the
+    # trained weights beside the ONNX files: the exported graphs have batch
+    # normalisation folded into the convolutions, so fine-tuning a shipped
+    # model later (--init-global/--init-c2/--init-c7) needs these.
     stage_seconds = {}
+    if args.base:
+        from .export import load_base
+
+        stage_seconds.update(load_base(args.base)[0].get("training", {}).get("stage_seconds", {}))
     ck = os.path.join(args.out, "checkpoints")
     os.makedirs(ck, exist_ok=True)
-    for name in ("global", "c2", "c7", "c7_locator"):
+    for name in STAGES:
+        if models[name] is None:
+            continue
         st = torch.load(os.path.join(args.work, name + ".pt"), map_location="cpu")
         stage_seconds[name] = round(float(st.get("train_seconds", 0.0)), 1)
-        torch.save({"model": st["model"]}, os.path.join(ck, name + ".pt"))
+        torch.save({"model": st["model"], "widths": list(widths.get(name, ()))}, os.path.join(ck, name + ".pt"))
     from . import export
 
-    export.export_all(args, gm, loc, c2m, c7m, n, stage_seconds)
-    if args.val:
+    export.export_all(args, models, n, stage_seconds, widths=widths)
+    if args.val and stages != set(STAGES):
+        log.info("--val skipped: the Python reference needs all four stages in --work; run cspine eval on %s", args.out)
+    elif args.val:
         from . import evaluate
 
         evaluate.run(args, args.out)
