@@ -43,12 +43,7 @@ def display_from_dataset(ds):
         out = out / float((1 << nbits) - 1)
     elif has_window:
         out = apply_voi_lut(mod, ds, index=0, prefer_lut=False).astype(np.float64)
-        # pydicom maps the window onto the stored-value range; rescale to [0, 1].
-        bits = int(ds.BitsStored)
-        if int(getattr(ds, "PixelRepresentation", 0)) == 0:
-            lo, hi = 0.0, float(2 ** bits - 1)
-        else:
-            lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+        lo, hi = window_output_range(ds)
         out = (out - lo) / (hi - lo)
     else:
         out = auto_window(mod)
@@ -56,6 +51,25 @@ def display_from_dataset(ds):
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         out = 1.0 - out
     return out.astype(np.float32)
+
+
+def window_output_range(ds):
+    """The output range pydicom 2.x maps a VOI window onto: the stored-value
+    range (or the Modality LUT's), passed through the Rescale Slope and
+    Intercept when the data set has them. Dividing by anything else shifts
+    and clips the display of every file with a rescale (signed CR with
+    intercept 32768 came out half saturated before this was fixed)."""
+    if ds.get("ModalityLUTSequence"):
+        lo, hi = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(getattr(ds, "PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2 ** int(ds.BitsStored) - 1)
+    else:
+        bits = int(ds.BitsStored)
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+    if slope is not None and intercept is not None:
+        lo, hi = lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return lo, hi
 
 
 def auto_window(mod):

@@ -147,6 +147,29 @@ class DisplayTest(unittest.TestCase):
         inv = imaging.display_from_dataset(self.make(WindowCenter=2048, WindowWidth=4096, photometric="MONOCHROME1"))
         np.testing.assert_allclose(inv, 1.0 - out, atol=1e-6)
 
+    def test_window_after_rescale_is_the_linear_window_of_modality_values(self):
+        # PS3.3 C.11.2.1.2.1 (LINEAR) on modality values, for unsigned and
+        # signed stored values with a rescale, as pipeline/window computes it
+        arr = np.array([[0, 1000, 2000], [3000, 4000, 4095]], np.float64)
+        cases = [
+            dict(RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=1000, WindowWidth=2000),
+            dict(RescaleSlope=2, RescaleIntercept=100, WindowCenter=4000, WindowWidth=6000),
+        ]
+        for kw in cases:
+            ds = self.make(**kw)
+            mod = arr * kw["RescaleSlope"] + kw["RescaleIntercept"]
+            c, w = kw["WindowCenter"], kw["WindowWidth"]
+            want = np.clip((mod - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
+            np.testing.assert_allclose(imaging.display_from_dataset(ds), want, atol=1e-6, err_msg=str(kw))
+        # signed 16-bit CR with intercept 32768 (a phantom variant)
+        ds = self.make(RescaleSlope=1, RescaleIntercept=32768, WindowCenter=31196, WindowWidth=49625)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 1
+        raw = np.array([[-30000, -10000, 0], [5000, 20000, 32000]], np.int16)
+        ds.PixelData = raw.tobytes()
+        mod = raw.astype(np.float64) + 32768
+        want = np.clip((mod - (31196 - 0.5)) / (49625 - 1) + 0.5, 0, 1)
+        np.testing.assert_allclose(imaging.display_from_dataset(ds), want, atol=1e-6)
+
     def test_rescale_then_auto_window(self):
         ds = self.make(RescaleSlope=2, RescaleIntercept=-100)
         out = imaging.display_from_dataset(ds)
