@@ -27,8 +27,10 @@
 // whole batch is tried again. Only then are the records done; a segment whose records are all done is
 // reused. Start replays, after a crash, every valid record of segments not
 // yet reused (materialising is idempotent: a file or row already there is
-// recognised); a record whose CRC does not match (a torn write, never
-// acknowledged) ends its segment's replay.
+// recognised; an instance whose row was made from the record's own
+// reception before the crash is counted "replayed", not "duplicate"); a
+// record whose CRC does not match (a torn write, never acknowledged) ends
+// its segment's replay.
 //
 // Without the write-ahead spool (HandleStore, a temporary file) Handler
 //
@@ -96,7 +98,13 @@ type Options struct {
 	// across restarts of the node (CleanIncoming).
 	NodeName string
 	// OnOutcome is called for every instance with its outcome: "stored",
-	// "duplicate", "variant", "rejected" or "failed" (metrics).
+	// "duplicate" (a peer sent an instance already stored, with the same
+	// data set), "variant" (a peer sent another data set with the SOP
+	// Instance UID of one already stored), "replayed" (an instance replayed
+	// from the write-ahead spool at start whose row an earlier run had
+	// already made from this same reception: it stopped after the
+	// database commit, before the spool forgot the record), "rejected" or
+	// "failed" (metrics).
 	OnOutcome func(outcome string)
 	Logger    *slog.Logger
 	// WAL turns on the write-ahead spool for instances received through
@@ -201,6 +209,7 @@ const (
 	OutcomeStored    = "stored"
 	OutcomeDuplicate = "duplicate"
 	OutcomeVariant   = "variant"
+	OutcomeReplayed  = "replayed"
 	OutcomeRejected  = "rejected"
 	OutcomeFailed    = "failed"
 )

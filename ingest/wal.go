@@ -117,6 +117,9 @@ type walRecord struct {
 	// materialised.
 	dataCRC uint32
 	ext     string
+	// replayed: read from the write-ahead spool at start (left by an
+	// earlier run), not received by this one.
+	replayed bool
 }
 
 // dataFile opens the record's data for reading (close it after).
@@ -196,6 +199,7 @@ func openWAL(dir string, segSize, maxBytes int64, minSegs int, log *slog.Logger)
 	for _, r := range recs {
 		w.nextRec = max(w.nextRec, r.recNo+1)
 		r.seg.pending++
+		r.replayed = true
 		if r.ext != "" {
 			used[r.ext] = true
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cspine/cspine/dicomnode/dimse"
 	"github.com/cspine/cspine/dicomnode/services"
 	"github.com/cspine/cspine/models"
+	"github.com/cspine/cspine/store"
 )
 
 // How the materialiser batches: at most this many records or bytes (but
@@ -482,6 +483,18 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		switch {
 		case errs[k] == nil:
 			it.in, it.outcome = res[k], OutcomeStored
+		case errors.Is(errs[k], models.ErrAlreadyExists) && ownRow(res[k], &ps[k]):
+			// This reception's row, made by an earlier attempt at this
+			// record whose end was not seen: not a re-send.
+			if it.rec.replayed {
+				// By a run that stopped after the commit: counted
+				// (perhaps) by that run.
+				it.outcome = OutcomeReplayed
+			} else {
+				// By this run, in a batch that failed after its commit
+				// (nothing of it was reported).
+				it.in, it.outcome = res[k], OutcomeStored
+			}
 		case errors.Is(errs[k], models.ErrAlreadyExists):
 			it.outcome = OutcomeDuplicate
 			if it.kept.Variant {
@@ -523,6 +536,17 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		}
 	}
 	return nil
+}
+
+// ownRow reports whether in, the row already recorded for p's SOP
+// Instance UID, was made from p's own reception (the same arrival time,
+// to the microsecond the database keeps, peer and content) rather than
+// from another sending of the instance.
+func ownRow(in *models.Instance, p *models.InstanceRecordParams) bool {
+	return in != nil && !p.Instance.ReceivedAt.IsZero() &&
+		in.ReceivedAt.Equal(store.Normalize(p.Instance.ReceivedAt)) &&
+		in.CallingAETitle == p.Instance.CallingAETitle && in.PeerAddress == p.Instance.PeerAddress &&
+		in.SHA256 == p.Instance.SHA256
 }
 
 // recordOneByOne records each instance in a transaction of its own. An

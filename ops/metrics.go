@@ -20,7 +20,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	// ReceivedInstances counts C-STORE outcomes (stored, duplicate,
-	// variant, rejected, failed).
+	// variant, replayed, rejected, failed; see ingest.Options.OnOutcome).
 	ReceivedInstances *prometheus.CounterVec
 	// StudiesAssembled counts assembled studies by whether an image was
 	// selected.
