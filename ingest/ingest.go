@@ -28,9 +28,12 @@
 // reused. Start replays, after a crash, every valid record of segments not
 // yet reused (materialising is idempotent: a file or row already there is
 // recognised; an instance whose row was made from the record's own
-// reception before the crash is counted "replayed", not "duplicate"); a
-// record whose CRC does not match (a torn write, never acknowledged) ends
-// its segment's replay.
+// reception before the crash is counted "replayed", not "duplicate"; a
+// spool file the crash left incomplete, linked before the syncfs that
+// would have made its data durable, is replaced atomically by the
+// record's data rather than kept beside it as a variant); a record whose
+// CRC does not match (a torn write, never acknowledged) ends its
+// segment's replay.
 //
 // Without the write-ahead spool (HandleStore, a temporary file) Handler
 //

@@ -79,12 +79,17 @@ func streamIn(h *ingest.Handler, img dicomnodetest.Image, tmp string) (dimse.Sta
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errSetup, err)
 	}
+	return streamBytes(h, img.SOPInstanceUID, b)
+}
+
+// streamBytes sends the Part-10 file b of SOP instance uid.
+func streamBytes(h *ingest.Handler, uid string, b []byte) (dimse.Status, error) {
 	_, n, err := services.ReadFileMeta(bufio.NewReader(bytes.NewReader(b)))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errSetup, err)
 	}
 	req := &services.StoreRequest{
-		SOPClassUID: "1.2.840.10008.5.1.4.1.1.1", SOPInstanceUID: img.SOPInstanceUID,
+		SOPClassUID: "1.2.840.10008.5.1.4.1.1.1", SOPInstanceUID: uid,
 		TransferSyntaxUID: "1.2.840.10008.1.2.1", CallingAETitle: "PACS", CalledAETitle: "CSPINE",
 		RemoteAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}, Received: time.Now(),
 	}

@@ -336,8 +336,9 @@ type item struct {
 // linked under their final names, made durable with one syncfs, and all
 // rows inserted in one transaction. It is
 // idempotent (an instance whose file or row exists is recognised as
-// such), so a batch that failed, or was interrupted by a crash, is simply
-// done again.
+// such, and what a crash left of a replayed record's file is replaced:
+// replaceLeftover), so a batch that failed, or was interrupted by a
+// crash, is simply done again.
 func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 	items := make([]item, len(recs))
 	defer func() {
@@ -418,17 +419,30 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 			it.rejected = true
 		}
 	}
+	// claimed: the files this batch linked (or found identical).
+	claimed := map[string]bool{}
 	for i := range items {
 		it := &items[i]
 		sp := h.spool
 		if it.rejected {
 			sp = h.rejected
 		}
-		k, err := sp.Link(it.path, it.rec.meta.SOPInstanceUID)
-		if err != nil {
-			return fmt.Errorf("materialise: %w", err)
+		var k services.Kept
+		replaced := false
+		if it.rec.replayed && !it.failed {
+			var err error
+			if k, replaced, err = h.replaceLeftover(ctx, sp, it, claimed); err != nil {
+				return fmt.Errorf("materialise %s: %w", it.rec.meta.SOPInstanceUID, err)
+			}
+		}
+		if !replaced {
+			var err error
+			if k, err = sp.Link(it.path, it.rec.meta.SOPInstanceUID); err != nil {
+				return fmt.Errorf("materialise: %w", err)
+			}
 		}
 		it.kept = k
+		claimed[k.Path] = true
 	}
 	// One syncfs makes the whole batch durable, files and names, with
 	// one journal commit and one cache flush (an fsync per file and one
@@ -534,6 +548,146 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 		if it.in != nil && h.opts.OnStored != nil {
 			h.opts.OnStored(it.in)
 		}
+	}
+	return nil
+}
+
+// replaceLeftover repairs what the materialiser of a crashed run may have
+// left of a replayed record in sp. That run linked the record's file
+// under its name and stopped before the syncfs that makes the file's data
+// durable, so the name may now hold an empty, truncated or partly
+// unwritten file, which Link would take for another instance (keeping the
+// record beside it as a variant, the damaged file under the first name).
+// Walking the names Link walks, the first file that can be such a
+// leftover (no longer than the record's data, every byte the data's or
+// zero) is replaced atomically by the record's data (a temporary file,
+// fsynced, renamed over it; the batch's syncfs makes the name durable)
+// and returned as kept there, as the crashed run's Link returned it.
+// It returns false, leaving the rest to Link, at a free name or a file
+// identical to the record (size and CRC-32C), which Link reuses. Every
+// other file is left as Link leaves it: another data set with the same
+// SOP Instance UID (a variant, or the first), a file this batch linked
+// (claimed), the file the instance's row names.
+func (h *Handler) replaceLeftover(ctx context.Context, sp *services.SpoolStore, it *item, claimed map[string]bool) (services.Kept, bool, error) {
+	uid := it.rec.meta.SOPInstanceUID
+	base := services.FileName(uid)
+	for n := 1; n < 1000; n++ {
+		// The names services.SpoolStore.Link gives.
+		name := base + ".dcm"
+		if n > 1 {
+			name = fmt.Sprintf("%s~%d.dcm", base, n)
+		}
+		final := filepath.Join(sp.Dir, name)
+		st, err := os.Lstat(final)
+		if errors.Is(err, os.ErrNotExist) {
+			return services.Kept{}, false, nil
+		}
+		if err != nil {
+			return services.Kept{}, false, fmt.Errorf("replace leftover: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			continue
+		}
+		same, leftover, err := compareLeftover(final, it.path, it.rec.dataLen, it.rec.dataCRC)
+		if err != nil {
+			return services.Kept{}, false, fmt.Errorf("replace leftover: %w", err)
+		}
+		if same {
+			return services.Kept{}, false, nil
+		}
+		if !leftover || claimed[final] {
+			continue
+		}
+		in, err := h.store.InstanceGetBySOPUID(ctx, uid)
+		switch {
+		case errors.Is(err, models.ErrNotFound):
+		case err != nil:
+			return services.Kept{}, false, fmt.Errorf("replace leftover: %w", err)
+		case filepath.Join(h.dataDir, filepath.FromSlash(in.SpoolPath)) == final:
+			continue // recorded: made durable before its row
+		}
+		if err := replaceFile(it.path, final, h.incoming); err != nil {
+			return services.Kept{}, false, fmt.Errorf("replace leftover: %w", err)
+		}
+		h.log.Warn("write-ahead spool: incomplete spool file left by a crash replaced by the instance's data",
+			"sop_instance_uid", uid, "spool_path", final, "size_found", st.Size(), "size", it.rec.dataLen)
+		return services.Kept{Path: final, Variant: n > 1}, true, nil
+	}
+	return services.Kept{}, false, nil
+}
+
+// compareLeftover compares the file at path with data, a file holding a
+// record's data (dataLen bytes, CRC-32C dataCRC): same says it is
+// identical, leftover that it can be what a crash left of a file of that
+// data (no longer, and every byte the data's or zero: a file whose
+// write-back had not finished reads short, empty or with zeros).
+func compareLeftover(path, data string, dataLen int64, dataCRC uint32) (same, leftover bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, false, err
+	}
+	size := st.Size()
+	if size > dataLen {
+		return false, false, nil
+	}
+	d, err := os.Open(data)
+	if err != nil {
+		return false, false, err
+	}
+	defer d.Close()
+	const chunk = 64 << 10
+	a, b := make([]byte, chunk), make([]byte, chunk)
+	c := uint32(0)
+	for off := int64(0); off < size; {
+		n := int(min(chunk, size-off))
+		if _, err := f.ReadAt(a[:n], off); err != nil {
+			return false, false, err
+		}
+		if _, err := d.ReadAt(b[:n], off); err != nil {
+			return false, false, err
+		}
+		for i := range n {
+			if a[i] != b[i] && a[i] != 0 {
+				return false, false, nil
+			}
+		}
+		c = crc32.Update(c, castagnoli, a[:n])
+		off += int64(n)
+	}
+	return size == dataLen && c == dataCRC, true, nil
+}
+
+// replaceFile replaces dst atomically by a copy of src: the copy is
+// written to a temporary file in tmpDir (on dst's file system), fsynced,
+// and renamed over dst. The rename is durable once dst's directory is.
+func replaceFile(src, dst, tmpDir string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	f, err := os.CreateTemp(tmpDir, "replace-*.dcm")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, in)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("replace %s: %w", filepath.Base(dst), err)
 	}
 	return nil
 }
