@@ -288,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--epochs-c7", type=int, default=10)
     ap.add_argument("--epochs-locator", type=int, default=30, help="locator epochs of 150 steps")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=3e-3,
+                    help="peak learning rate of the heatmap stages' one-cycle schedule (lower it, e.g. 5e-4, to fine-tune with --init-*)")
     ap.add_argument("--coord-weight", type=float, default=0.1, help="weight of the global model's soft-argmax loss")
     ap.add_argument("--init-global", help="initialise the global model from this .pt (fine-tuning)")
     ap.add_argument("--init-c2", help="initialise the C2 specialist from this .pt")
@@ -320,20 +322,20 @@ def main(argv=None):
     if "global" in stages:
         models["global"] = train_heatmap_stage(
             args, "global", HeatmapNet(23, widths=widths["global"], out_stride=G["stride"]), global_batches(data), n,
-            args.epochs_global, 3e-3, coord_weight=args.coord_weight, stride=G["stride"], init=args.init_global)
+            args.epochs_global, args.lr, coord_weight=args.coord_weight, stride=G["stride"], init=args.init_global)
     if "c2" in stages:
         ok2 = ~np.isnan(data["c2_pts"]).all((1, 2))
         sub2 = {k: v[ok2] for k, v in data.items()}
         models["c2"] = train_heatmap_stage(
             args, "c2", HeatmapNet(3, widths=widths["c2"], out_stride=config.C2["stride"]),
-            crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, 3e-3,
+            crop_batches(sub2, "c2", config.C2), len(sub2["ids"]), args.epochs_c2, args.lr,
             coord_weight=args.coord_weight, stride=config.C2["stride"], init=args.init_c2)
     if "c7" in stages:
         ok7 = ~np.isnan(data["c7_pts"]).all((1, 2))
         sub7 = {k: v[ok7] for k, v in data.items()}
         models["c7"] = train_heatmap_stage(
             args, "c7", HeatmapNet(4, widths=widths["c7"], out_stride=config.C7["stride"], obscuration_classes=3),
-            crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, 3e-3, cls_weight=0.5,
+            crop_batches(sub7, "c7", config.C7), len(sub7["ids"]), args.epochs_c7, args.lr, cls_weight=0.5,
             coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
     if "c7_locator" in stages:
         models["c7_locator"] = train_locator(args, data, noise_px=1.5)
