@@ -116,8 +116,19 @@ func TestPostgresRestart(t *testing.T) {
 	refused := db.count(t, &models.Instance{}, "")
 	t.Logf("after the restart the first send had %d of %d instances stored", refused, len(files))
 	// The sender re-sends what was refused while the database was away
-	// (instances already stored are recognised as duplicates).
-	storescu(t, "PACS", n.DICOMPort, files...)
+	// (instances already stored are recognised as duplicates), retrying as
+	// a PACS does: until the write-ahead spool has recorded what it holds
+	// on the restarted database, the node still answers A700 (out of
+	// resources) for a moment after pg_ctl returns.
+	attempts := 0
+	waitEvery(t, time.Second, 60*time.Second, "the re-send accepted", func() bool {
+		attempts++
+		resend := exec.Command(dicomnodetest.Tool(t, "storescu"), append([]string{"-aet", "PACS", "-aec", "CSPINE",
+			"127.0.0.1", itoa(n.DICOMPort)}, files...)...)
+		resend.Env = dicomnodetest.DCMTKEnv(t, false)
+		return resend.Run() == nil
+	})
+	t.Logf("re-send accepted at attempt %d", attempts)
 	waitFor(t, 180*time.Second, "every report delivered", func() bool {
 		return db.count(t, &models.Transfer{}, "status = ?", models.TransferSent) == int64(len(files))
 	})
