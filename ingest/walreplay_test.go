@@ -29,6 +29,19 @@ type outcomeLog struct {
 
 func (l *outcomeLog) add(o string) { l.mu.Lock(); l.out = append(l.out, o); l.mu.Unlock() }
 
+// replayOne starts a handler on dataDir, which must replay exactly one
+// record from its write-ahead spool with the outcome want, and closes it.
+func replayOne(t *testing.T, ctx context.Context, db *store.DB, dataDir, want string) *testBundle {
+	t.Helper()
+	var log outcomeLog
+	b := setupWAL(t, db, dataDir, &ingest.Options{OnOutcome: log.add})
+	require.Equal(t, 1, b.replayed)
+	require.NoError(t, b.h.Flush(ctx))
+	require.NoError(t, b.h.Close(ctx))
+	require.Equal(t, []string{want}, log.get())
+	return b
+}
+
 func (l *outcomeLog) get() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,12 +159,7 @@ func TestWALReplayOutcome(t *testing.T) {
 					require.NoError(t, b.h.Close(ctx))
 					restore()
 				}
-				var log outcomeLog
-				b := setupWAL(t, db, dataDir, &ingest.Options{OnOutcome: log.add})
-				require.Equal(t, 1, b.replayed)
-				require.NoError(t, b.h.Flush(ctx))
-				require.NoError(t, b.h.Close(ctx))
-				require.Equal(t, []string{tc.want}, log.get())
+				b := replayOne(t, ctx, db, dataDir, tc.want)
 				var rows int64
 				require.NoError(t, db.Gorm.Model(&models.Instance{}).Where("sop_instance_uid = ?", img.SOPInstanceUID).
 					Count(&rows).Error)
@@ -250,12 +258,7 @@ func TestWALReplayReplacesLeftover(t *testing.T) {
 					require.NoError(t, os.WriteFile(at, tc.leftover(replayed.data), 0o640))
 				}
 
-				var log outcomeLog
-				b := setupWAL(t, db, dataDir, &ingest.Options{OnOutcome: log.add})
-				require.Equal(t, 1, b.replayed)
-				require.NoError(t, b.h.Flush(ctx))
-				require.NoError(t, b.h.Close(ctx))
-				require.Equal(t, []string{tc.want}, log.get())
+				b := replayOne(t, ctx, db, dataDir, tc.want)
 				files := map[string]string{}
 				for _, p := range spoolFiles(t, spool) {
 					got, err := os.ReadFile(p)
