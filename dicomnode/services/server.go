@@ -198,17 +198,12 @@ func (s *Server) receive(ctx context.Context, a *association.Association, m *dim
 		bw.Reset(nil)
 		writerPool.Put(bw)
 	}()
-	sink := &storeSink{w: bw, limit: s.MaxObjectSize}
-	if _, err := bw.Write(meta); err != nil {
-		sink.werr = err
+	sink, over, err := s.receiveDataSet(log, bw, meta, m.Data)
+	if err != nil {
+		return storeOutcome{}, err
 	}
-	if _, err := io.Copy(sink, m.Data); err != nil {
-		// The data set did not arrive: the association is broken.
-		return storeOutcome{}, fmt.Errorf("receive C-STORE data set: %w", err)
-	}
-	if sink.tooBig {
-		log.Warn("c-store: object larger than limit", "limit", s.MaxObjectSize)
-		return storeOutcome{dimse.StatusOutOfResources, "object exceeds the size limit"}, nil
+	if over != nil {
+		return *over, nil
 	}
 	if sink.werr == nil {
 		sink.werr = bw.Flush()
@@ -290,16 +285,12 @@ func (s *Server) receiveStream(ctx context.Context, log *slog.Logger, a *associa
 			stream.Abort()
 		}
 	}()
-	sink := &storeSink{w: stream, limit: s.MaxObjectSize}
-	if _, err := stream.Write(s.fileMeta(a, m, ts)); err != nil {
-		sink.werr = err
+	sink, over, err := s.receiveDataSet(log, stream, s.fileMeta(a, m, ts), m.Data)
+	if err != nil {
+		return storeOutcome{}, err
 	}
-	if _, err := io.Copy(sink, m.Data); err != nil {
-		return storeOutcome{}, fmt.Errorf("receive C-STORE data set: %w", err)
-	}
-	if sink.tooBig {
-		log.Warn("c-store: object larger than limit", "limit", s.MaxObjectSize)
-		return storeOutcome{dimse.StatusOutOfResources, "object exceeds the size limit"}, nil
+	if over != nil {
+		return *over, nil
 	}
 	if out, bad := checkReceived(ctx, log, sink, "c-store: write received data", ts, c); bad {
 		return out, nil
@@ -344,6 +335,27 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256
 // storeSink writes the data set to the spool file, keeps its first bytes,
 // counts it, and after a write error or the size limit keeps consuming
 // (so that the association stays usable) without writing.
+// receiveDataSet writes the file meta information and then the C-STORE data set
+// into w through a sink that counts, keeps the head and enforces
+// MaxObjectSize; a write error is kept in the sink (checkReceived answers
+// it) so that the rest of the data set is still read off the association.
+// A data set that did not arrive is an error: the association is broken.
+// One over the size limit gives the outcome to answer instead of a sink.
+func (s *Server) receiveDataSet(log *slog.Logger, w io.Writer, meta []byte, data io.Reader) (*storeSink, *storeOutcome, error) {
+	sink := &storeSink{w: w, limit: s.MaxObjectSize}
+	if _, err := w.Write(meta); err != nil {
+		sink.werr = err
+	}
+	if _, err := io.Copy(sink, data); err != nil {
+		return nil, nil, fmt.Errorf("receive C-STORE data set: %w", err)
+	}
+	if sink.tooBig {
+		log.Warn("c-store: object larger than limit", "limit", s.MaxObjectSize)
+		return nil, &storeOutcome{dimse.StatusOutOfResources, "object exceeds the size limit"}, nil
+	}
+	return sink, nil, nil
+}
+
 type storeSink struct {
 	w      io.Writer
 	limit  int64
