@@ -132,10 +132,17 @@ def export_all(args, models, n_images, stage_seconds, widths=None):
         ["heatmaps", "obscuration"], input_size=C7["input_size"], stride=C7["stride"], side_mm=C7["side_mm"],
         fallback_vertebra_factor=C7["fallback_vertebra_factor"], landmarks=[names[i] for i in datasets.C7_IDX],
         obscuration_classes=datasets.OBSCURATION)
+    # Kept stages keep their epochs and training times from the base manifest.
     epochs = {"global": args.epochs_global, "c2": args.epochs_c2, "c7": args.epochs_c7}
-    for k in epochs:
-        if models.get(k) is None and base_manifest is not None:
-            epochs[k] = base_manifest.get("training", {}).get("epochs", {}).get(k, 0)
+    stage_seconds = dict(stage_seconds)
+    if base_manifest is not None:
+        base_training = base_manifest.get("training", {})
+        for k in epochs:
+            if models.get(k) is None:
+                epochs[k] = base_training.get("epochs", {}).get(k, 0)
+        for k, v in base_training.get("stage_seconds", {}).items():
+            if models.get(k) is None:
+                stage_seconds[k] = v
     manifest = {
         "format": "cspine-models/1",
         "name": args.name,

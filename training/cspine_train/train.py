@@ -339,16 +339,13 @@ def main(argv=None):
             coord_weight=args.coord_weight, stride=config.C7["stride"], init=args.init_c7)
     if "c7_locator" in stages:
         models["c7_locator"] = train_locator(args, data, noise_px=1.5)
-    # Wall-clock training time per stage, as recorded when each stage
-    # finished (a kept stage keeps its time from the base manifest); and the
-    # trained weights beside the ONNX files: the exported graphs have batch
-    # normalisation folded into the convolutions, so fine-tuning a shipped
-    # model later (--init-global/--init-c2/--init-c7) needs these.
+    # Wall-clock training time per trained stage, as recorded when it
+    # finished (export_all gives a kept stage its time from the base
+    # manifest); and the trained weights beside the ONNX files: the exported
+    # graphs have batch normalisation folded into the convolutions, so
+    # fine-tuning a shipped model later (--init-global/--init-c2/--init-c7)
+    # needs these.
     stage_seconds = {}
-    if args.base:
-        from .export import load_base
-
-        stage_seconds.update(load_base(args.base)[0].get("training", {}).get("stage_seconds", {}))
     ck = os.path.join(args.out, "checkpoints")
     os.makedirs(ck, exist_ok=True)
     for name in STAGES:

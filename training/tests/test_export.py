@@ -62,6 +62,7 @@ class PartialExportTest(unittest.TestCase):
         self.assertEqual(m["training"]["trained_stages"], ["c7"])
         # kept stages keep their epochs; the trained stage gets this run's
         self.assertEqual(m["training"]["epochs"], {"global": 1, "c2": 2, "c7": 3})
+        self.assertEqual(m["training"]["stage_seconds"], {"global": 10.0, "c2": 20.0, "c7": 99.0, "c7_locator": 40.0})
         with open(os.path.join(out, "export_check.json")) as f:
             checks = json.load(f)["stages"]
         with open(os.path.join(self.base, "export_check.json")) as f:
