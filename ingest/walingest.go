@@ -570,14 +570,8 @@ func (h *Handler) materialise(ctx context.Context, recs []*walRecord) error {
 // (claimed), the file the instance's row names.
 func (h *Handler) replaceLeftover(ctx context.Context, sp *services.SpoolStore, it *item, claimed map[string]bool) (services.Kept, bool, error) {
 	uid := it.rec.meta.SOPInstanceUID
-	base := services.FileName(uid)
-	for n := 1; n < 1000; n++ {
-		// The names services.SpoolStore.Link gives.
-		name := base + ".dcm"
-		if n > 1 {
-			name = fmt.Sprintf("%s~%d.dcm", base, n)
-		}
-		final := filepath.Join(sp.Dir, name)
+	for n := 1; n <= services.MaxVariants; n++ {
+		final := sp.PathAt(uid, n) // the names services.SpoolStore.Link walks
 		st, err := os.Lstat(final)
 		if errors.Is(err, os.ErrNotExist) {
 			return services.Kept{}, false, nil

@@ -103,13 +103,9 @@ func (s *SpoolStore) Keep(ctx context.Context, req *StoreRequest) (Kept, error) 
 // call SyncDir before relying on the new name (Keep does both; a batch of
 // Links can share one SyncDir).
 func (s *SpoolStore) Link(path, uid string) (Kept, error) {
-	base := FileName(uid)
-	for n := 1; n < 1000; n++ {
-		name := base + ".dcm"
-		if n > 1 {
-			name = fmt.Sprintf("%s~%d.dcm", base, n)
-		}
-		final := filepath.Join(s.Dir, name)
+	for n := 1; n <= MaxVariants; n++ {
+		final := s.PathAt(uid, n)
+		name := filepath.Base(final)
 		err := os.Link(path, final)
 		if err == nil {
 			return Kept{Path: final, Variant: n > 1}, nil
@@ -125,7 +121,7 @@ func (s *SpoolStore) Link(path, uid string) (Kept, error) {
 			return Kept{Path: final, Duplicate: true}, nil
 		}
 	}
-	return Kept{}, fmt.Errorf("spool: too many variants of %s", base)
+	return Kept{}, fmt.Errorf("spool: too many variants of %s", FileName(uid))
 }
 
 // SyncDir fsyncs Dir, making the names Link created durable.
@@ -134,6 +130,21 @@ func (s *SpoolStore) SyncDir() error {
 		return fmt.Errorf("spool: sync directory: %w", err)
 	}
 	return nil
+}
+
+// MaxVariants is how many different data sets with one SOP Instance UID
+// the spool keeps (the first and its variants).
+const MaxVariants = 999
+
+// PathAt is where the spool keeps the n-th data set (from 1) received
+// with this SOP Instance UID: UID.dcm, then UID~2.dcm, UID~3.dcm, ...
+// (variants). Link walks these names in order.
+func (s *SpoolStore) PathAt(uid string, n int) string {
+	base := FileName(uid)
+	if n > 1 {
+		return filepath.Join(s.Dir, fmt.Sprintf("%s~%d.dcm", base, n))
+	}
+	return filepath.Join(s.Dir, base+".dcm")
 }
 
 // FileName maps a UID to a safe file name: a valid UID is used as is, any
