@@ -60,8 +60,8 @@ func candidates(v []float64, max int, extra ...float64) []float64 {
 // validation laterals.
 func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDeg float64) (Calibration, error) {
 	type item struct {
-		large, fixed          bool
-		conf, dis, pc, spread float64
+		large, fixed                bool
+		conf, dis, pc, spread, risk float64
 	}
 	// The image-level reasons (not_lateral, low_image_quality) are meant for
 	// images unlike the ones the models know; they must not fire on more
@@ -87,9 +87,11 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	never.C7MaxDisagreementMM = math.Inf(1)
 	never.C7ObscuredMinProb = math.Inf(1)
 	never.C7MaxSpreadDeg = math.Inf(1)
+	never.C7Risk = nil
+	risky := base.C7Risk != nil
 
 	var items []item
-	var confs, diss, pcs, spreads []float64
+	var confs, diss, pcs, spreads, risks []float64
 	for _, s := range samples {
 		if !s.Truth.Measurable || s.Result.Status != result.StatusOK || s.Result.Parameters == nil {
 			continue
@@ -101,6 +103,10 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 			dis:    s.Features.C7DisagreementMM,
 			pc:     completeProb(base, s.Features),
 			spread: s.Features.C7SpreadDeg,
+		}
+		if risky {
+			it.risk = base.C7Risk.Risk(s.Features)
+			risks = append(risks, it.risk)
 		}
 		if it.spread >= 0 {
 			spreads = append(spreads, math.Nextafter(it.spread, math.Inf(-1))) // "> t" then includes it
@@ -121,48 +127,63 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	disC := candidates(diss, 40, math.Inf(1))
 	pcC := candidates(pcs, 40, 1.0)
 	spC := candidates(spreads, 20, math.Inf(1))
+	riskC := []float64{math.Inf(1)}
+	if risky {
+		// The risk model replaces the confidence and spread thresholds (it
+		// weighs both); its cut points are the validation risks themselves
+		// (up to 200 quantiles: "risk ≥ t" fires).
+		confC, spC = []float64{0}, []float64{math.Inf(1)}
+		riskC = candidates(risks, 200, math.Inf(1))
+	}
 
 	best := Calibration{Recall: -1}
 	var bestScore [4]float64
-	for _, tc := range confC {
-		for _, td := range disC {
-			for _, tp := range pcC {
-				for _, ts := range spC {
-					var flagged, large, caught, fires int
-					for _, it := range items {
-						r1 := it.conf < tc || it.spread > ts
-						r2 := it.dis >= 0 && it.dis > td
-						r3 := it.pc >= tp
-						f := it.fixed || r1 || r2 || r3
-						if r1 || r2 || r3 {
-							fires++
-						}
-						if f {
-							flagged++
-						}
-						if it.large {
-							large++
+	for _, tr := range riskC {
+		for _, tc := range confC {
+			for _, td := range disC {
+				for _, tp := range pcC {
+					for _, ts := range spC {
+						var flagged, large, caught, fires int
+						for _, it := range items {
+							r1 := it.conf < tc || it.spread > ts || (risky && (math.IsNaN(it.risk) || it.risk >= tr))
+							r2 := it.dis >= 0 && it.dis > td
+							r3 := it.pc >= tp
+							f := it.fixed || r1 || r2 || r3
+							if r1 || r2 || r3 {
+								fires++
+							}
 							if f {
-								caught++
+								flagged++
+							}
+							if it.large {
+								large++
+								if f {
+									caught++
+								}
 							}
 						}
-					}
-					recall := 1.0
-					if large > 0 {
-						recall = float64(caught) / float64(large)
-					}
-					met := recall >= targetRecall
-					// Lexicographic score, smaller is better.
-					score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
-					if !met {
-						score = [4]float64{1, -recall, float64(flagged), float64(fires)}
-					}
-					if best.Recall < 0 || less(score, bestScore) {
-						bestScore = score
-						th := base
-						th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg = tc, td, tp, ts
-						best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
-							Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
+						recall := 1.0
+						if large > 0 {
+							recall = float64(caught) / float64(large)
+						}
+						met := recall >= targetRecall
+						// Lexicographic score, smaller is better.
+						score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
+						if !met {
+							score = [4]float64{1, -recall, float64(flagged), float64(fires)}
+						}
+						if best.Recall < 0 || less(score, bestScore) {
+							bestScore = score
+							th := base
+							th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg = tc, td, tp, ts
+							if risky {
+								rm := *base.C7Risk
+								rm.MinRisk = tr
+								th.C7Risk = &rm
+							}
+							best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
+								Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
+						}
 					}
 				}
 			}
@@ -180,6 +201,13 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	best.Thresholds.C7MinConfidence = roundUp(best.Thresholds.C7MinConfidence, 1e-4)
 	best.Thresholds.C7MaxDisagreementMM = roundDown(best.Thresholds.C7MaxDisagreementMM, 1e-3)
 	best.Thresholds.C7ObscuredMinProb = roundDown(best.Thresholds.C7ObscuredMinProb, 1e-4)
+	if rm := best.Thresholds.C7Risk; rm != nil {
+		if math.IsInf(rm.MinRisk, 1) {
+			rm.MinRisk = 1.01 // never
+		} else {
+			rm.MinRisk = roundDown(rm.MinRisk, 1e-6)
+		}
+	}
 	return best, nil
 }
 

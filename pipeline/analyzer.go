@@ -278,11 +278,21 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 			stage[i] = result.StageRefined
 		}
 	}
-	f := Features{C7DisagreementMM: -1, C2DisagreementMM: -1, C7Steps: -1, C2SpreadDeg: -1, C7SpreadDeg: -1}
+	f := Features{C7DisagreementMM: -1, C2DisagreementMM: -1, C7Steps: -1, C2SpreadDeg: -1, C7SpreadDeg: -1,
+		C2SlopeSDDeg: -1, C7InfSlopeSDDeg: -1, C7SupSlopeSDDeg: -1, C7ChoiceDeltaDeg: -1}
 	if refined {
 		a.chooseCandidates(out, &lm, &conf, &f)
 		f.C2SpreadDeg = endplateSpread(out.C2Runs, [][2]int{{1, 2}})
 		f.C7SpreadDeg = endplateSpread(out.C7Runs, [][2]int{{0, 1}, {2, 3}})
+		f.C2SlopeSDDeg, _ = endplateSD(out.C2Runs, 1, 2)
+		var supMean, infMean float64
+		f.C7SupSlopeSDDeg, supMean = endplateSD(out.C7Runs, 0, 1)
+		f.C7InfSlopeSDDeg, infMean = endplateSD(out.C7Runs, 2, 3)
+		if f.C7SupSlopeSDDeg >= 0 && f.C7InfSlopeSDDeg >= 0 {
+			sup := direction(lm[c7Index[0]], lm[c7Index[1]])
+			inf := direction(lm[c7Index[2]], lm[c7Index[3]])
+			f.C7ChoiceDeltaDeg = sanitize(math.Max(math.Abs(wrap180(sup-supMean)), math.Abs(wrap180(inf-infMean))))
+		}
 	}
 
 	facing, agreement := geometry.DetermineFacing(&lm, &conf)
@@ -293,9 +303,12 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 		f.C7Steps = geometry.Dist(midpoint(lm[geometry.C2InfAnt], lm[geometry.C2InfPost]), c7c) / s
 	}
 	f.Implausible = geometry.Check(&lm, facing, agreement, p, sp, *a.cfg.Limits)
+	f.C7MinCornerConfidence = 1
 	for _, i := range c7Index {
 		f.C7Confidence += conf[i] / 4
+		f.C7MinCornerConfidence = math.Min(f.C7MinCornerConfidence, conf[i])
 	}
+	f.C7MinCornerConfidence = sanitize(f.C7MinCornerConfidence)
 	for _, c := range out.GlobalConf {
 		f.GlobalConfidence += c / geometry.NumLandmarks
 	}
@@ -414,6 +427,40 @@ func endplateSpread(runs [][]stages.Point, endplates [][2]int) float64 {
 		}
 	}
 	return sanitize(spread)
+}
+
+// direction is the direction from a to b in degrees.
+func direction(a, b geometry.Point) float64 {
+	return math.Atan2(b.Y-a.Y, b.X-a.X) * 180 / math.Pi
+}
+
+// wrap180 wraps an angle difference to [−180, 180).
+func wrap180(d float64) float64 { return math.Mod(math.Mod(d+180, 360)+360, 360) - 180 }
+
+// endplateSD is the standard deviation and the circular mean of the
+// direction from landmark i to landmark j over the runs (degrees); -1 and 0
+// with fewer than two runs.
+func endplateSD(runs [][]stages.Point, i, j int) (sd, mean float64) {
+	if len(runs) < 2 {
+		return -1, 0
+	}
+	var sx, sy float64
+	dirs := make([]float64, len(runs))
+	for k, r := range runs {
+		if len(r) <= max(i, j) {
+			return -1, 0
+		}
+		dirs[k] = math.Atan2(r[j].Y-r[i].Y, r[j].X-r[i].X)
+		sx += math.Cos(dirs[k])
+		sy += math.Sin(dirs[k])
+	}
+	m := math.Atan2(sy, sx) * 180 / math.Pi
+	var ss float64
+	for _, d := range dirs {
+		e := wrap180(d*180/math.Pi - m)
+		ss += e * e
+	}
+	return sanitize(math.Sqrt(ss / float64(len(runs)-1))), m
 }
 
 // globalStep is the median distance between neighbouring stage-1 C3–C6

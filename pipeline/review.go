@@ -47,6 +47,9 @@ type Thresholds struct {
 	// below the second "complete".
 	ObscurationPartialMaxConf  float64 `json:"obscuration_partial_max_conf"`
 	ObscurationCompleteMaxConf float64 `json:"obscuration_complete_max_conf"`
+	// C7Risk, when present, is a model of the probability of a large angle
+	// error; at or above its MinRisk the result gets c7_low_confidence.
+	C7Risk *RiskModel `json:"c7_risk,omitempty"`
 
 	// Calibration records where the values came from.
 	Calibration *Calibration `json:"calibration,omitempty"`
@@ -123,6 +126,9 @@ func (t Thresholds) Validate() error {
 	check("nominal_endplate_mm", t.NominalEndplateMM, 1, 100)
 	check("obscuration_partial_max_conf", t.ObscurationPartialMaxConf, 0, 1)
 	check("obscuration_complete_max_conf", t.ObscurationCompleteMaxConf, 0, t.ObscurationPartialMaxConf)
+	if t.C7Risk != nil {
+		errs = append(errs, t.C7Risk.Validate())
+	}
 	return errors.Join(errs...)
 }
 
@@ -175,6 +181,19 @@ type Features struct {
 	// available): how much the angle depends on where the crop was cut.
 	C2SpreadDeg float64 `json:"c2_spread_deg"`
 	C7SpreadDeg float64 `json:"c7_spread_deg"`
+	// C2SlopeSDDeg, C7InfSlopeSDDeg and C7SupSlopeSDDeg are the standard
+	// deviations of the C2 inferior, C7 inferior and C7 superior endplate
+	// slopes over the specialist's separate views (degrees; negative when
+	// not available).
+	C2SlopeSDDeg    float64 `json:"c2_slope_sd_deg"`
+	C7InfSlopeSDDeg float64 `json:"c7_inf_slope_sd_deg"`
+	C7SupSlopeSDDeg float64 `json:"c7_sup_slope_sd_deg"`
+	// C7MinCornerConfidence is the lowest confidence of the four C7 corners.
+	C7MinCornerConfidence float64 `json:"c7_min_corner_confidence"`
+	// C7ChoiceDeltaDeg is the largest difference between a C7 endplate
+	// slope of the chosen corners and the mean of the views' (degrees;
+	// negative when not available).
+	C7ChoiceDeltaDeg float64 `json:"c7_choice_delta_deg"`
 }
 
 // Obscuration grades C7 obscuration: the most probable class of the models'
@@ -212,11 +231,21 @@ func (t Thresholds) completeProb(f Features) float64 {
 	return 0
 }
 
+// riskFires: the risk model, if any, gives at least its MinRisk (a NaN
+// risk fires too: a result the model cannot judge is not trusted).
+func (t Thresholds) riskFires(f Features) bool {
+	if t.C7Risk == nil {
+		return false
+	}
+	r := t.C7Risk.Risk(f)
+	return math.IsNaN(r) || r >= t.C7Risk.MinRisk
+}
+
 // Reasons returns the review reasons that apply, in the spec's order. It
 // never returns nil, so that the JSON says "reasons": [].
 func (t Thresholds) Reasons(f Features) []string {
 	r := []string{}
-	if f.C7Confidence < t.C7MinConfidence || f.C7SpreadDeg > t.C7MaxSpreadDeg {
+	if f.C7Confidence < t.C7MinConfidence || f.C7SpreadDeg > t.C7MaxSpreadDeg || t.riskFires(f) {
 		r = append(r, result.ReasonC7LowConfidence)
 	}
 	if f.C7DisagreementMM >= 0 && f.C7DisagreementMM > t.C7MaxDisagreementMM {

@@ -35,6 +35,14 @@ disagreement and C7 obscuration thresholds that catch at least
 possible, writes them to FILE (e.g. pipeline/thresholds.json, which is
 embedded in the binary) and prints the report with them applied.
 
+--fit-risk FILE fits the C7 risk model (a logistic model of the probability
+of a large error from the review features; pipeline.RiskModel) on DIR, which
+must be a phantom set of its own, neither the validation nor the test set,
+and writes the current thresholds with it to FILE; its threshold is then
+chosen by --calibrate on the validation set (--thresholds FILE --calibrate
+FILE). With a risk model, --calibrate chooses the risk threshold, the C7
+stage disagreement and the C7 obscuration thresholds.
+
 --require adds acceptance criteria (as CI uses them); the command then fails
 when one is missed. Syntax: GRADE/PARAM.STAT<=V or GRADE/STAT>=V with GRADE
 none|partial|complete|all, PARAM a JSON key (c2c7_cobb_deg, c7_slope_deg, …),
@@ -56,6 +64,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	largeDeg := fs.Float64("large-error-deg", eval.DefaultLargeErrorDeg, "angle error that counts as a large error")
 	calibrate := fs.String("calibrate", "", "calibrate the review thresholds on --data (a validation set) and write them to FILE")
 	target := fs.Float64("target-recall", 0.95, "with --calibrate: share of large errors the flag must catch")
+	fitRisk := fs.String("fit-risk", "", "fit the C7 risk model on --data (a fitting set: neither validation nor test) and write the thresholds with it to FILE")
+	riskL2 := fs.Float64("risk-l2", 3, "with --fit-risk: L2 penalty on the standardised weights")
+	samplesIn := fs.String("from-samples", "", "evaluate the samples a previous --samples run wrote (hierarchical, same --data) instead of running the models; review flags are recomputed with the current thresholds")
 	samplesOut := fs.String("samples", "", "also write every result with its truth and review features to FILE (JSON lines)")
 	var reqs []eval.Requirement
 	fs.Func("require", "acceptance criterion, e.g. all/c2c7_cobb_deg.mae<=2.5 or all/flag_rate<=0.3 (repeatable, comma-separated); the command fails when one is missed", func(v string) error {
@@ -97,6 +108,17 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var reports []eval.Report
 	var sampleSets [][]eval.Sample
 	for _, ss := range modes {
+		if *samplesIn != "" {
+			if *single || *compare {
+				return fmt.Errorf("%w: --from-samples reads one hierarchical run; drop --single-stage/--compare", errUsage)
+			}
+			samples, err := readSamples(*samplesIn, truth)
+			if err != nil {
+				return err
+			}
+			sampleSets = append(sampleSets, eval.Reflag(samples, *an.Config().Thresholds))
+			continue
+		}
 		opts := pipeline.Options{SingleStage: ss}
 		analyze := func(ctx context.Context, path string) (result.Result, pipeline.Features) {
 			return an.AnalyzeFileDetailed(ctx, path, opts)
@@ -106,6 +128,35 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		sampleSets = append(sampleSets, samples)
+	}
+
+	if *fitRisk != "" {
+		if *single || *compare || *calibrate != "" {
+			return fmt.Errorf("%w: --fit-risk fits on the hierarchical mode alone; drop --single-stage/--compare/--calibrate", errUsage)
+		}
+		rm, err := eval.FitRisk(sampleSets[0], pipeline.RiskFeatureNames, *riskL2, *largeDeg)
+		if err != nil {
+			return err
+		}
+		info := models.Info()
+		measured, large := 0, 0
+		for _, s := range sampleSets[0] {
+			if s.Truth.Measurable && s.Result.Status == result.StatusOK && s.Result.Parameters != nil {
+				measured++
+				if eval.LargeError(&s.Result, &s.Truth, *largeDeg) {
+					large++
+				}
+			}
+		}
+		rm.Fit = &pipeline.RiskFit{Data: *data, Images: measured, LargeErrors: large, LargeErrorDeg: *largeDeg, L2: *riskL2,
+			Command: "cspine eval " + strings.Join(args, " "), ModelVersion: info.Name + " " + info.Version}
+		th := *an.Config().Thresholds
+		th.C7Risk = &rm
+		if err := writeThresholds(*fitRisk, th); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Fitted the C7 risk model on %d measured images (%d large errors), features %s; written to %s (min_risk not yet calibrated)\n\n",
+			measured, large, strings.Join(rm.Features, ", "), *fitRisk)
 	}
 
 	if *calibrate != "" {
@@ -124,21 +175,21 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			Command:      "cspine eval " + strings.Join(args, " "),
 			ModelVersion: info.Name + " " + info.Version, ModelsTrainedOn: info.TrainedOn,
 		}
-		b, err := json.MarshalIndent(th, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode thresholds: %w", err)
-		}
-		if err := os.WriteFile(*calibrate, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write thresholds: %w", err)
+		if err := writeThresholds(*calibrate, th); err != nil {
+			return err
 		}
 		status := "met"
 		if !cal.MetTarget {
 			status = "NOT met"
 		}
+		risk := ""
+		if th.C7Risk != nil {
+			risk = fmt.Sprintf(", c7_risk.min_risk %.6f", th.C7Risk.MinRisk)
+		}
 		fmt.Fprintf(stdout, "Calibrated on %d measured images (%d large errors): catches %d (%.1f%%, target %.0f%% %s), flags %d (%.1f%%).\n"+
-			"c7_min_confidence %.4f, c7_max_disagreement_mm %.3f, c7_obscured_min_prob %.4f, c7_max_spread_deg %.3f; written to %s\n\n",
+			"c7_min_confidence %.4f, c7_max_disagreement_mm %.3f, c7_obscured_min_prob %.4f, c7_max_spread_deg %.3f%s; written to %s\n\n",
 			cal.Measured, cal.LargeErrors, cal.Caught, 100*cal.Recall, 100**target, status, cal.Flagged, 100*cal.FlagRate,
-			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg, *calibrate)
+			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg, risk, *calibrate)
 		sampleSets[0] = eval.Reflag(sampleSets[0], th)
 	}
 
@@ -176,6 +227,48 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // errRequirements: the evaluation ran but missed an acceptance criterion.
 var errRequirements = errors.New("evaluation requirements not met")
+
+// writeThresholds writes a thresholds file (validated first).
+func writeThresholds(path string, th pipeline.Thresholds) error {
+	if err := th.Validate(); err != nil {
+		return fmt.Errorf("thresholds: %w", err)
+	}
+	b, err := json.MarshalIndent(th, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode thresholds: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write thresholds: %w", err)
+	}
+	return nil
+}
+
+// readSamples reads what writeSamples wrote for one mode: a sample per
+// image of the truth, in its order.
+func readSamples(path string, truth []result.Truth) ([]eval.Sample, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read samples: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	var out []eval.Sample
+	for dec.More() {
+		var s eval.Sample
+		if err := dec.Decode(&s); err != nil {
+			return nil, fmt.Errorf("read samples %s: sample %d: %w", path, len(out)+1, err)
+		}
+		out = append(out, s)
+	}
+	if len(out) != len(truth) {
+		return nil, fmt.Errorf("read samples %s: %d samples, the truth lists %d images", path, len(out), len(truth))
+	}
+	for i, s := range out {
+		if s.Truth.File != truth[i].File || s.Truth.SOPInstanceUID != truth[i].SOPInstanceUID {
+			return nil, fmt.Errorf("read samples %s: sample %d is %s, the truth says %s", path, i+1, s.Truth.File, truth[i].File)
+		}
+	}
+	return out, nil
+}
 
 // writeSamples writes every evaluated sample as one JSON line.
 func writeSamples(path string, sets [][]eval.Sample) error {

@@ -1,0 +1,162 @@
+package eval
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cspine/cspine/pipeline"
+	"github.com/cspine/cspine/pipeline/result"
+)
+
+// ErrSingleClass: a risk model needs both results with and without a large
+// error to learn from.
+var ErrSingleClass = errors.New("fit risk: the set needs results with and without a large error")
+
+// FitRisk fits a logistic risk model (pipeline.RiskModel) of "this result
+// has an angle error above largeDeg" on the measured results of samples,
+// over the named features, standardised, with an L2 penalty l2 on the
+// weights (not the bias), by Newton's method: deterministic for the same
+// samples. MinRisk is left above 1 (never fires) until Calibrate chooses it
+// on a validation set.
+func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipeline.RiskModel, error) {
+	var X [][]float64
+	var y []float64
+	for _, s := range samples {
+		if !s.Truth.Measurable || s.Result.Status != result.StatusOK || s.Result.Parameters == nil {
+			continue
+		}
+		x, err := pipeline.RiskInputs(features, &s.Features)
+		if err != nil {
+			return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", err)
+		}
+		X = append(X, x)
+		y = append(y, b2f(LargeError(&s.Result, &s.Truth, largeDeg)))
+	}
+	if len(X) == 0 {
+		return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", ErrNoSamples)
+	}
+	pos := 0.0
+	for _, v := range y {
+		pos += v
+	}
+	if pos == 0 || pos == float64(len(y)) {
+		return pipeline.RiskModel{}, ErrSingleClass
+	}
+	k := len(features)
+	m := pipeline.RiskModel{Features: append([]string(nil), features...), Mean: make([]float64, k),
+		Scale: make([]float64, k), Weights: make([]float64, k), MinRisk: 1.01}
+	for j := range k {
+		col := make([]float64, len(X))
+		for i := range X {
+			col[i] = X[i][j]
+		}
+		for _, v := range col {
+			m.Mean[j] += v / float64(len(col))
+		}
+		var ss float64
+		for _, v := range col {
+			ss += (v - m.Mean[j]) * (v - m.Mean[j])
+		}
+		m.Scale[j] = math.Sqrt(ss / float64(len(col)))
+		if !(m.Scale[j] > 1e-12) {
+			m.Scale[j] = 1 // a constant feature: its weight stays 0 under the penalty
+		}
+	}
+	Z := make([][]float64, len(X)) // standardised, with a trailing 1 for the bias
+	for i, x := range X {
+		Z[i] = make([]float64, k+1)
+		for j := range k {
+			Z[i][j] = (x[j] - m.Mean[j]) / m.Scale[j]
+		}
+		Z[i][k] = 1
+	}
+	w := make([]float64, k+1)
+	w[k] = math.Log(pos / (float64(len(y)) - pos))
+	for iter := 0; iter < 100; iter++ {
+		g := make([]float64, k+1)
+		H := make([][]float64, k+1)
+		for a := range H {
+			H[a] = make([]float64, k+1)
+		}
+		for i, z := range Z {
+			p := sigmoid(dot(w, z))
+			for a := range z {
+				g[a] += (p - y[i]) * z[a]
+				for b := range z {
+					H[a][b] += p * (1 - p) * z[a] * z[b]
+				}
+			}
+		}
+		for a := range k {
+			g[a] += l2 * w[a]
+			H[a][a] += l2
+		}
+		H[k][k] += 1e-9
+		step, err := solve(H, g)
+		if err != nil {
+			return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", err)
+		}
+		var norm float64
+		for a := range w {
+			w[a] -= step[a]
+			norm = math.Max(norm, math.Abs(step[a]))
+		}
+		if norm < 1e-10 {
+			break
+		}
+	}
+	copy(m.Weights, w[:k])
+	m.Bias = w[k]
+	if err := m.Validate(); err != nil {
+		return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", err)
+	}
+	return m, nil
+}
+
+func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// solve solves A x = b by Gaussian elimination with partial pivoting (A is
+// small and, with the penalty, positive definite).
+func solve(A [][]float64, b []float64) ([]float64, error) {
+	n := len(b)
+	M := make([][]float64, n)
+	for i := range A {
+		M[i] = append(append([]float64(nil), A[i]...), b[i])
+	}
+	for c := range n {
+		p := c
+		for r := c + 1; r < n; r++ {
+			if math.Abs(M[r][c]) > math.Abs(M[p][c]) {
+				p = r
+			}
+		}
+		if math.Abs(M[p][c]) < 1e-300 {
+			return nil, errors.New("singular system")
+		}
+		M[c], M[p] = M[p], M[c]
+		for r := c + 1; r < n; r++ {
+			f := M[r][c] / M[c][c]
+			for j := c; j <= n; j++ {
+				M[r][j] -= f * M[c][j]
+			}
+		}
+	}
+	x := make([]float64, n)
+	for r := n - 1; r >= 0; r-- {
+		s := M[r][n]
+		for j := r + 1; j < n; j++ {
+			s -= M[r][j] * x[j]
+		}
+		x[r] = s / M[r][r]
+	}
+	return x, nil
+}
