@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cspine/cspine/phantom"
+	"github.com/cspine/cspine/pipeline"
 	"github.com/cspine/cspine/pipeline/pipelinetest"
 	"github.com/cspine/cspine/pipeline/result"
 )
@@ -159,4 +160,72 @@ func TestEvalCommand(t *testing.T) {
 	if code, _, stderr := runCmd(t, args...); code != 0 {
 		t.Errorf("analyze with calibrated thresholds: exit %d %s", code, stderr)
 	}
+
+	// --samples and --from-samples: the same report without running the
+	// models again.
+	samples := filepath.Join(t.TempDir(), "samples.jsonl")
+	args = append([]string{"eval", "--data", dir, "--samples", samples}, modelArgs(t)...)
+	code, first, stderr := runCmd(t, args...)
+	if code != 0 {
+		t.Fatalf("eval --samples: exit %d %s", code, stderr)
+	}
+	args = append([]string{"eval", "--data", dir, "--from-samples", samples}, modelArgs(t)...)
+	if code, again, stderr := runCmd(t, args...); code != 0 || again != first {
+		t.Errorf("--from-samples: exit %d %s\n%s\nwant\n%s", code, stderr, again, first)
+	}
+	if code, _, stderr := runCmd(t, append([]string{"eval", "--data", dir, "--from-samples", samples, "--compare"}, modelArgs(t)...)...); code != 2 {
+		t.Errorf("--from-samples --compare: exit %d %s", code, stderr)
+	}
+
+	// --fit-risk on a set with and without large errors: make the first
+	// measured result 10° off, then fit, calibrate and analyze with the file.
+	lines := strings.Split(strings.TrimSpace(readFile(t, samples)), "\n")
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		r := m["Result"].(map[string]any)
+		if r["status"] != "ok" {
+			continue
+		}
+		p := r["parameters"].(map[string]any)
+		p["c2c7_cobb_deg"] = p["c2c7_cobb_deg"].(float64) + 10
+		b, _ := json.Marshal(m)
+		lines[i] = string(b)
+		break
+	}
+	if err := os.WriteFile(samples, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fitted := filepath.Join(t.TempDir(), "fitted.json")
+	args = append([]string{"eval", "--data", dir, "--from-samples", samples, "--fit-risk", fitted}, modelArgs(t)...)
+	if code, stdout, stderr := runCmd(t, args...); code != 0 || !strings.Contains(stdout, "Fitted the C7 risk model") {
+		t.Fatalf("--fit-risk: exit %d %s %s", code, stdout, stderr)
+	}
+	if th, err := pipeline.LoadThresholds(fitted); err != nil || th.C7Risk == nil || th.C7Risk.MinRisk <= 1 || th.C7Risk.Fit == nil {
+		t.Fatalf("fitted thresholds: %v %+v", err, th.C7Risk)
+	}
+	cal := filepath.Join(t.TempDir(), "calibrated.json")
+	args = append([]string{"eval", "--data", dir, "--from-samples", samples, "--thresholds", fitted, "--calibrate", cal}, modelArgs(t)...)
+	if code, stdout, stderr := runCmd(t, args...); code != 0 || !strings.Contains(stdout, "c7_risk.min_risk") {
+		t.Fatalf("calibrate with a risk model: exit %d %s %s", code, stdout, stderr)
+	}
+	if th, err := pipeline.LoadThresholds(cal); err != nil || th.C7Risk == nil || th.C7Risk.MinRisk > 1 {
+		t.Fatalf("calibrated thresholds: %v %+v", err, th.C7Risk)
+	}
+	// A set with one class only cannot be fitted.
+	args = append([]string{"eval", "--data", dir, "--fit-risk", fitted}, modelArgs(t)...)
+	if code, _, stderr := runCmd(t, append(args, "--large-error-deg", "1000")...); code != 1 || !strings.Contains(stderr, "with and without a large error") {
+		t.Errorf("--fit-risk on one class: exit %d %s", code, stderr)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
