@@ -24,7 +24,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cspine/cspine/pipeline/ort"
@@ -357,10 +359,10 @@ func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, 
 	shape := []int64{1, 1, int64(n), int64(n)}
 	acc := make([]float64, 23*h*h)
 	cnt := make([]float64, h*h)
-	in := make([]float32, len(img))
-	for _, v := range globalViews {
+	inputs := make([][]float32, len(globalViews))
+	for vi, v := range globalViews {
 		// Shift the input by (kx, ky) heatmap pixels, mirrored or not.
-		clear(in)
+		in := make([]float32, len(img))
 		for y := range n {
 			sy := y - v.ky*stride
 			if sy < 0 || sy >= n {
@@ -377,11 +379,24 @@ func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, 
 				in[y*n+x] = img[sy*n+sx]
 			}
 		}
-		res, err := m.global.Run(ctx, ort.Tensor{Shape: shape, Data: in})
-		if err != nil {
-			return nil, err
-		}
-		hm := res[0].Data
+		inputs[vi] = in
+	}
+	outs := make([][]ort.Tensor, len(globalViews))
+	errs := make([]error, len(globalViews))
+	var wg sync.WaitGroup
+	for vi := range globalViews { // two views: both at once (ViewConcurrency)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[vi], errs[vi] = m.global.Run(ctx, ort.Tensor{Shape: shape, Data: inputs[vi]})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for vi, v := range globalViews {
+		hm := outs[vi][0].Data
 		if v.mirror {
 			mirrorRows(hm, h)
 		}
@@ -474,6 +489,96 @@ func averageShifted(acc, n []float64, hm []float32, channels, h, kx, ky int) {
 	}
 }
 
+// viewCrops returns the crop geometry of every view of specialistViews
+// and its pixels (unmirrored). Views that differ only by mirroring share one
+// crop, and the distinct crops are cut in parallel (each into its own
+// buffer, so the result does not depend on the scheduling).
+func viewCrops(g cropGeom, in Input, stride int) ([]cropGeom, [][]float32) {
+	geoms := make([]cropGeom, len(specialistViews))
+	crops := make([][]float32, len(specialistViews))
+	type key struct {
+		kx, ky     int
+		rot, scale float64
+	}
+	first := map[key]int{}
+	var distinct []int
+	for i, v := range specialistViews {
+		gs := g
+		gs.CX += float64(v.kx*stride) * g.SX
+		gs.CY += float64(v.ky*stride) * g.SY
+		gs.Rot = v.rotDeg * math.Pi / 180
+		if v.scale != 0 && v.scale != 1 {
+			gs.SX *= v.scale
+			gs.SY *= v.scale
+		}
+		geoms[i] = gs
+		k := key{v.kx, v.ky, v.rotDeg, v.scale}
+		if _, ok := first[k]; ok {
+			continue
+		}
+		first[k] = i
+		distinct = append(distinct, i)
+	}
+	bufs := make([][]float32, len(distinct))
+	var wg sync.WaitGroup
+	next := make(chan int, len(distinct))
+	for d := range distinct {
+		next <- d
+	}
+	close(next)
+	for range min(runtime.GOMAXPROCS(0), len(distinct)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range next {
+				bufs[d] = make([]float32, g.N*g.N)
+				geoms[distinct[d]].crop(in.Pix, in.Rows, in.Cols, bufs[d])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, v := range specialistViews {
+		crops[i] = bufs[slices.Index(distinct, first[key{v.kx, v.ky, v.rotDeg, v.scale}])]
+	}
+	return geoms, crops
+}
+
+// ViewConcurrency is how many specialist views run through ONNX Runtime at
+// once (Session.Run is safe for concurrent use). Two on this project's
+// 2-core machine: the small specialists keep one core each busier than
+// one run on two intra-op threads does.
+var ViewConcurrency = 2
+
+// runViews runs session s on the crop of every view of specialistViews
+// (mirrored where the view says), up to ViewConcurrency at a time, and
+// returns the outputs in view order.
+func (m *Models) runViews(ctx context.Context, s *ort.Session, n int, crops [][]float32) ([][]ort.Tensor, error) {
+	outs := make([][]ort.Tensor, len(specialistViews))
+	errs := make([]error, len(specialistViews))
+	next := make(chan int, len(specialistViews))
+	for i := range specialistViews {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range max(1, min(ViewConcurrency, len(specialistViews))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				img := make([]float32, n*n)
+				copy(img, crops[i])
+				if specialistViews[i].mirror {
+					mirrorRows(img, n)
+				}
+				outs[i], errs[i] = s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(n), int64(n)}, Data: img})
+			}
+		}()
+	}
+	wg.Wait()
+	return outs, errors.Join(errs...)
+}
+
 // averageWarped adds heatmap hm (channels×h×h) of crop gv, resampled
 // bilinearly onto the heatmap grid of crop g, into acc and counts the
 // contributions per pixel in n (pixels that fall outside gv's heatmap get
@@ -505,31 +610,19 @@ func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in 
 		return nil, nil, nil, nil, nil, fmt.Errorf("%w: crop geometry %+v", ErrBadInput, g)
 	}
 	var runs [][]Point
-	img := make([]float32, g.N*g.N)
 	acc := make([]float64, channels*h*h)
 	cnt := make([]float64, h*h)
 	var extra []float32
 	var extraAcc []float64
-	for _, v := range specialistViews {
-		gs := g
-		gs.CX += float64(v.kx*stride) * g.SX
-		gs.CY += float64(v.ky*stride) * g.SY
+	geoms, crops := viewCrops(g, in, stride)
+	outs, err := m.runViews(ctx, s, g.N, crops)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	for vi, v := range specialistViews {
+		gs := geoms[vi]
 		warped := v.rotDeg != 0 || (v.scale != 0 && v.scale != 1)
-		if warped {
-			gs.Rot = v.rotDeg * math.Pi / 180
-			if v.scale != 0 {
-				gs.SX *= v.scale
-				gs.SY *= v.scale
-			}
-		}
-		gs.crop(in.Pix, in.Rows, in.Cols, img)
-		if v.mirror {
-			mirrorRows(img, g.N)
-		}
-		res, err := s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(g.N), int64(g.N)}, Data: img})
-		if err != nil {
-			return nil, nil, nil, nil, nil, err
-		}
+		res := outs[vi]
 		shm := res[0].Data
 		if v.mirror {
 			// mirrored back onto the crop's grid: the labels are anatomical,
