@@ -102,6 +102,7 @@ func TestSummarize(t *testing.T) {
 func TestCalibrate(t *testing.T) {
 	t.Parallel()
 	base := pipeline.DefaultThresholds()
+	base.C7Risk = nil // the single thresholds (TestCalibrateWithRisk: with a risk model)
 	var samples []Sample
 	// 20 accurate results with high C7 confidence, 4 large errors with low
 	// confidence, 2 accurate results with low confidence.

@@ -227,6 +227,7 @@ func TestEndplateSpread(t *testing.T) {
 func TestSpreadThresholdFlagsLowConfidence(t *testing.T) {
 	th := DefaultThresholds()
 	th.C7MinConfidence, th.C7MaxSpreadDeg = 0.5, 3
+	th.C7Risk = nil // the spread threshold alone
 	cases := []struct {
 		conf, spread float64
 		want         bool
