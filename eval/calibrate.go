@@ -46,15 +46,19 @@ func candidates(v []float64, max int, extra ...float64) []float64 {
 	return out
 }
 
-// Calibrate chooses the tunable review thresholds (C7 minimum confidence,
-// C7 stage disagreement, probability for c7_obscured, C7 crop spread) on a validation set
-// so that the flag catches at least targetRecall of the results with an
-// angle error above largeDeg while flagging as few results as possible.
-// Ties prefer higher recall, then fewer reasons firing. The other
+// Calibrate chooses the tunable review thresholds on a validation set so
+// that the flag catches at least targetRecall of the results with an angle
+// error above largeDeg while flagging as few results as possible: without
+// a risk model in base, the C7 minimum confidence, C7 stage disagreement,
+// probability for c7_obscured and C7 view spread; with one (base.C7Risk),
+// its MinRisk, the stage disagreement and the obscuration probability (the
+// confidence and spread thresholds are switched off: the model weighs
+// them). Ties prefer higher recall, then fewer reasons firing. The other
 // thresholds are kept from base. When no choice reaches the target, the one
 // with the highest recall (then the lowest flag rate) is returned with
 // MetTarget false. Cut points come from the quantiles of the validation
-// features, so the search is exhaustive over at most 41³×21 combinations.
+// features (the risk: the large errors' risks), so the search is exhaustive
+// over at most 41³×21, or (large errors + 1)×41² combinations.
 // Beforehand, the image-level thresholds (not_lateral, low_image_quality)
 // are lowered where needed so that they fire on at most 1% of the
 // validation laterals.
@@ -106,7 +110,9 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 		}
 		if risky {
 			it.risk = base.C7Risk.Risk(s.Features)
-			risks = append(risks, it.risk)
+			if it.large {
+				risks = append(risks, it.risk)
+			}
 		}
 		if it.spread >= 0 {
 			spreads = append(spreads, math.Nextafter(it.spread, math.Inf(-1))) // "> t" then includes it
@@ -130,10 +136,12 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 	riskC := []float64{math.Inf(1)}
 	if risky {
 		// The risk model replaces the confidence and spread thresholds (it
-		// weighs both); its cut points are the validation risks themselves
-		// (up to 200 quantiles: "risk ≥ t" fires).
+		// weighs both). "risk ≥ t" fires, so the only cut points worth
+		// trying are the risks of the large errors (raising t to the next
+		// one only unflags results without a large error) and +Inf: the
+		// search over t is exact.
 		confC, spC = []float64{0}, []float64{math.Inf(1)}
-		riskC = candidates(risks, 200, math.Inf(1))
+		riskC = candidates(risks, len(risks), math.Inf(1))
 	}
 
 	best := Calibration{Recall: -1}

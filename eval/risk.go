@@ -20,6 +20,10 @@ var ErrSingleClass = errors.New("fit risk: the set needs results with and withou
 // samples. MinRisk is left above 1 (never fires) until Calibrate chooses it
 // on a validation set.
 func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipeline.RiskModel, error) {
+	if !(l2 > 0) || math.IsInf(l2, 0) {
+		// Without a penalty, separable data drive the weights to infinity.
+		return pipeline.RiskModel{}, fmt.Errorf("fit risk: L2 penalty %v, must be positive and finite", l2)
+	}
 	var X [][]float64
 	var y []float64
 	for _, s := range samples {
@@ -29,6 +33,11 @@ func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipelin
 		x, err := pipeline.RiskInputs(features, &s.Features)
 		if err != nil {
 			return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", err)
+		}
+		for j, v := range x {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return pipeline.RiskModel{}, fmt.Errorf("fit risk: %s: feature %s not available (a hierarchical evaluation is needed)", s.Truth.File, features[j])
+			}
 		}
 		X = append(X, x)
 		y = append(y, b2f(LargeError(&s.Result, &s.Truth, largeDeg)))
@@ -73,7 +82,22 @@ func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipelin
 	}
 	w := make([]float64, k+1)
 	w[k] = math.Log(pos / (float64(len(y)) - pos))
-	for iter := 0; iter < 100; iter++ {
+	// loss is the penalised negative log-likelihood.
+	loss := func(w []float64) float64 {
+		var l float64
+		for i, z := range Z {
+			t := dot(w, z)
+			// log(1+e^t) − y·t, computed without overflow
+			l += math.Max(t, 0) + math.Log1p(math.Exp(-math.Abs(t))) - y[i]*t
+		}
+		for a := range k {
+			l += l2 / 2 * w[a] * w[a]
+		}
+		return l
+	}
+	cur := loss(w)
+	converged := false
+	for iter := 0; iter < 100 && !converged; iter++ {
 		g := make([]float64, k+1)
 		H := make([][]float64, k+1)
 		for a := range H {
@@ -97,14 +121,26 @@ func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipelin
 		if err != nil {
 			return pipeline.RiskModel{}, fmt.Errorf("fit risk: %w", err)
 		}
-		var norm float64
-		for a := range w {
-			w[a] -= step[a]
-			norm = math.Max(norm, math.Abs(step[a]))
+		// Newton step, halved until the loss does not rise (it is convex,
+		// so a full step nearly always does).
+		next := make([]float64, k+1)
+		for t := 1.0; ; t /= 2 {
+			var norm float64
+			for a := range w {
+				next[a] = w[a] - t*step[a]
+				norm = math.Max(norm, math.Abs(t*step[a]))
+			}
+			l := loss(next)
+			if l <= cur || norm < 1e-12 {
+				converged = norm < 1e-10
+				copy(w, next)
+				cur = l
+				break
+			}
 		}
-		if norm < 1e-10 {
-			break
-		}
+	}
+	if !converged {
+		return pipeline.RiskModel{}, errors.New("fit risk: Newton's method did not converge in 100 steps")
 	}
 	copy(m.Weights, w[:k])
 	m.Bias = w[k]

@@ -64,6 +64,37 @@ func TestFitRisk(t *testing.T) {
 	if _, err := FitRisk(samples, []string{"nope"}, 1, 5); err == nil {
 		t.Error("unknown feature accepted")
 	}
+	// Without a penalty separable data have no finite optimum.
+	for _, l2 := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		if _, err := FitRisk(samples, names, l2, 5); err == nil {
+			t.Errorf("L2 %v accepted", l2)
+		}
+	}
+	// Perfectly separable data with a small penalty still converge to
+	// finite weights that rank every large error above every other result.
+	sep := riskSamples(200)
+	for i := range sep {
+		if sep[i].Features.C7Confidence < 0.5 {
+			sep[i] = sample("partial", 10, 8, false, 0, 0)
+			sep[i].Features = samples[i].Features
+		}
+	}
+	ms, err := FitRisk(sep, names, 0.01, 5)
+	if err != nil {
+		t.Fatalf("separable: %v", err)
+	}
+	lo, hi := 1.0, 0.0
+	for _, s := range sep {
+		r := ms.Risk(s.Features)
+		if s.Features.C7Confidence < 0.5 {
+			lo = math.Min(lo, r)
+		} else {
+			hi = math.Max(hi, r)
+		}
+	}
+	if !(lo > hi) {
+		t.Errorf("separable: lowest large-error risk %v, highest other %v", lo, hi)
+	}
 }
 
 func TestCalibrateWithRisk(t *testing.T) {

@@ -42,11 +42,20 @@ type RiskFit struct {
 	ModelVersion  string  `json:"model_version,omitempty"`
 }
 
-// logFloor keeps the logarithm of a non-negative feature finite; features
-// that are not available (negative) count as 0.
+// logFloor keeps the logarithm of a non-negative feature finite.
 const logFloor = 0.1
 
-func logOf(v float64) float64 { return math.Log(math.Max(v, 0) + logFloor) }
+// logOf is log(v + logFloor), or NaN for a feature that is not available
+// (negative: single-stage mode has no specialist views and no stage
+// disagreement). A NaN input makes the risk NaN, and a NaN risk fires: the
+// model was fitted on what the specialists show and cannot judge a result
+// without it, so such a result is not passed as safe.
+func logOf(v float64) float64 {
+	if v < 0 {
+		return math.NaN()
+	}
+	return math.Log(v + logFloor)
+}
 
 // riskFeatures are the features a RiskModel may use, each a function of
 // Features that is finite for every result.
@@ -70,7 +79,8 @@ var RiskFeatureNames = []string{
 	"log_c7_inf_slope_sd_deg", "log_c7_sup_slope_sd_deg", "log_c2_slope_sd_deg", "log_c7_choice_delta_deg",
 }
 
-// RiskInputs returns the named features of f (an error names an unknown one).
+// RiskInputs returns the named features of f (an error names an unknown
+// one); a feature that is not available is NaN.
 func RiskInputs(names []string, f *Features) ([]float64, error) {
 	x := make([]float64, len(names))
 	for i, n := range names {

@@ -29,11 +29,20 @@ func TestRiskHandComputed(t *testing.T) {
 	if got, want := m.Risk(f), 1/(1+math.Exp(-z)); math.Abs(got-want) > 1e-12 {
 		t.Fatalf("Risk = %v, want %v", got, want)
 	}
-	// A feature that is not available (-1) counts as 0 before the log.
+	// A feature that is not available (-1, single stage) makes the risk
+	// NaN, and a NaN risk fires.
 	f.C7InfSlopeSDDeg = -1
 	x, err := RiskInputs([]string{"log_c7_inf_slope_sd_deg"}, &f)
-	if err != nil || x[0] != math.Log(0.1) {
-		t.Fatalf("RiskInputs(-1) = %v, %v", x, err)
+	if err != nil || !math.IsNaN(x[0]) || !math.IsNaN(m.Risk(f)) {
+		t.Fatalf("RiskInputs(-1) = %v, %v; risk %v", x, err, m.Risk(f))
+	}
+	th := Thresholds{C7Risk: m}
+	if !th.riskFires(f) {
+		t.Error("a NaN risk does not fire")
+	}
+	f.C7InfSlopeSDDeg = 0
+	if x, _ := RiskInputs([]string{"log_c7_inf_slope_sd_deg"}, &f); x[0] != math.Log(0.1) {
+		t.Errorf("RiskInputs(0) = %v", x)
 	}
 	if _, err := RiskInputs([]string{"shoe_size"}, &f); err == nil {
 		t.Error("unknown feature accepted")
@@ -51,10 +60,10 @@ func TestRiskReasons(t *testing.T) {
 		conf float64
 		want []string
 	}{
-		{0.9, []string{}},                              // risk 0.0003
+		{0.9, []string{}}, // risk 0.0003
 		{0.5, []string{result.ReasonC7LowConfidence}},  // risk 0.5: at the threshold fires
 		{0.45, []string{result.ReasonC7LowConfidence}}, // risk 0.73
-		{0.51, []string{}},                             // risk 0.45
+		{0.51, []string{}}, // risk 0.45
 	}
 	for _, tc := range tests {
 		f := good

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cspine/cspine/eval"
@@ -91,6 +93,18 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *single && *compare {
 		return fmt.Errorf("%w: --single-stage and --compare exclude each other", errUsage)
 	}
+	if *fitRisk != "" && (*single || *compare || *calibrate != "") {
+		return fmt.Errorf("%w: --fit-risk fits on the hierarchical mode alone; drop --single-stage/--compare/--calibrate", errUsage)
+	}
+	if *calibrate != "" && (*single || *compare) {
+		return fmt.Errorf("%w: --calibrate calibrates the hierarchical mode; drop --single-stage/--compare", errUsage)
+	}
+	if *samplesIn != "" && (*single || *compare) {
+		return fmt.Errorf("%w: --from-samples reads one hierarchical run; drop --single-stage/--compare", errUsage)
+	}
+	if !(*riskL2 > 0) {
+		return fmt.Errorf("%w: --risk-l2 must be positive", errUsage)
+	}
 	truth, err := eval.ReadTruth(*data)
 	if err != nil {
 		return err
@@ -109,9 +123,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var sampleSets [][]eval.Sample
 	for _, ss := range modes {
 		if *samplesIn != "" {
-			if *single || *compare {
-				return fmt.Errorf("%w: --from-samples reads one hierarchical run; drop --single-stage/--compare", errUsage)
-			}
 			samples, err := readSamples(*samplesIn, truth)
 			if err != nil {
 				return err
@@ -131,9 +142,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	if *fitRisk != "" {
-		if *single || *compare || *calibrate != "" {
-			return fmt.Errorf("%w: --fit-risk fits on the hierarchical mode alone; drop --single-stage/--compare/--calibrate", errUsage)
-		}
 		rm, err := eval.FitRisk(sampleSets[0], pipeline.RiskFeatureNames, *riskL2, *largeDeg)
 		if err != nil {
 			return err
@@ -160,9 +168,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	if *calibrate != "" {
-		if *single || *compare {
-			return fmt.Errorf("%w: --calibrate calibrates the hierarchical mode; drop --single-stage/--compare", errUsage)
-		}
 		cal, err := eval.Calibrate(sampleSets[0], *an.Config().Thresholds, *target, *largeDeg)
 		if err != nil {
 			return err
@@ -243,19 +248,42 @@ func writeThresholds(path string, th pipeline.Thresholds) error {
 	return nil
 }
 
-// readSamples reads what writeSamples wrote for one mode: a sample per
-// image of the truth, in its order.
+// readSamples reads what writeSamples wrote for one hierarchical run: a
+// sample per image of the truth, in its order. The truth is the one just
+// read from DIR, not the file's copy; results must be hierarchical and
+// carry every review feature this binary computes (a file from an older
+// binary lacks some, and zeros would pass for measurements).
 func readSamples(path string, truth []result.Truth) ([]eval.Sample, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read samples: %w", err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	var out []eval.Sample
 	for dec.More() {
-		var s eval.Sample
-		if err := dec.Decode(&s); err != nil {
+		var raw struct {
+			Features map[string]json.RawMessage
+		}
+		var msg json.RawMessage
+		if err := dec.Decode(&msg); err != nil {
 			return nil, fmt.Errorf("read samples %s: sample %d: %w", path, len(out)+1, err)
+		}
+		var s eval.Sample
+		if err := json.Unmarshal(msg, &s); err != nil {
+			return nil, fmt.Errorf("read samples %s: sample %d: %w", path, len(out)+1, err)
+		}
+		if err := json.Unmarshal(msg, &raw); err != nil {
+			return nil, fmt.Errorf("read samples %s: sample %d: %w", path, len(out)+1, err)
+		}
+		if s.Result.Status == result.StatusOK {
+			if s.Result.Model == nil || s.Result.Model.Mode != result.ModeHierarchical {
+				return nil, fmt.Errorf("read samples %s: sample %d is not a hierarchical result", path, len(out)+1)
+			}
+			for _, k := range featureKeys {
+				if _, ok := raw.Features[k]; !ok {
+					return nil, fmt.Errorf("read samples %s: sample %d has no feature %q (written by an older cspine? run the evaluation again)", path, len(out)+1, k)
+				}
+			}
 		}
 		out = append(out, s)
 	}
@@ -266,9 +294,23 @@ func readSamples(path string, truth []result.Truth) ([]eval.Sample, error) {
 		if s.Truth.File != truth[i].File || s.Truth.SOPInstanceUID != truth[i].SOPInstanceUID {
 			return nil, fmt.Errorf("read samples %s: sample %d is %s, the truth says %s", path, i+1, s.Truth.File, truth[i].File)
 		}
+		out[i].Truth = truth[i]
 	}
 	return out, nil
 }
+
+// featureKeys are the JSON names of every review feature.
+var featureKeys = func() []string {
+	b, _ := json.Marshal(pipeline.Features{})
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(b, &m)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}()
 
 // writeSamples writes every evaluated sample as one JSON line.
 func writeSamples(path string, sets [][]eval.Sample) error {

@@ -129,9 +129,11 @@ func bilinear(pix []float32, rows, cols int, x, y float64) float64 {
 
 // cropGeom is an n×n crop centred on (CX, CY) with SX, SY original pixels
 // per crop pixel, axis-aligned unless Rot is set: then the crop's axes are
-// turned by Rot radians (counter-clockwise in image coordinates, y down) in
-// physical space, so that a rotation stays a rotation when the rows and
-// columns have different spacings.
+// turned by Rot radians, a positive Rot turning the crop's x axis toward +y
+// (clockwise as an image with y down is displayed). The turn is applied to
+// the offsets before SX and SY scale them, so it is a physical rotation
+// when SX and SY cover the same distance (as the specialists' crops do:
+// the same mm per crop pixel in both directions).
 type cropGeom struct {
 	CX, CY, SX, SY float64
 	N              int

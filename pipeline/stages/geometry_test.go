@@ -285,7 +285,7 @@ func TestMirrorRows(t *testing.T) {
 
 func TestRotatedCropGeometry(t *testing.T) {
 	// A crop turned by 90°: one crop pixel to the right is one original
-	// row down (y down, counter-clockwise as drawn), and toCrop undoes
+	// row down (a positive turn is clockwise as drawn, y down), and toCrop undoes
 	// fromCrop, also with different row and column steps.
 	g := cropGeom{CX: 50, CY: 40, SX: 2, SY: 0.5, N: 9, Rot: math.Pi / 2}
 	c := g.fromCrop(Point{X: 4, Y: 4})

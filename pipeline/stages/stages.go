@@ -384,7 +384,7 @@ func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, 
 	outs := make([][]ort.Tensor, len(globalViews))
 	errs := make([]error, len(globalViews))
 	var wg sync.WaitGroup
-	for vi := range globalViews { // two views: both at once (ViewConcurrency)
+	for vi := range globalViews { // all views at once (there are two)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -600,8 +600,9 @@ func averageWarped(acc, n []float64, hm []float32, channels, h, stride int, g, g
 	}
 }
 
-// specialist crops, runs a specialist on the centred and the shifted crops,
-// averages the heatmaps and maps the landmarks back. extra is the second
+// specialist crops, runs a specialist on every view of specialistViews,
+// averages the heatmaps on the centred crop's grid and maps the landmarks
+// back. extra is the second
 // output (C7 obscuration), averaged, if any; peaks are the candidate
 // positions per landmark (the first is the landmark itself); runs are the
 // landmarks of each crop on its own.
