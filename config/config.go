@@ -140,7 +140,9 @@ type Pipeline struct {
 	Threads int `yaml:"threads"`
 	// Device: "cpu" (default) or "cuda".
 	Device string `yaml:"device"`
-	// SingleStage runs the global model alone (baseline; not for clinical use).
+	// SingleStage runs the global model alone (baseline; not for clinical
+	// use). With the shipped thresholds every such result is flagged for
+	// review: the C7 risk model needs the specialists' features.
 	SingleStage bool `yaml:"single_stage"`
 	// ThresholdsFile replaces the shipped, calibrated review thresholds
 	// (a JSON file in pipeline's thresholds format).

@@ -98,7 +98,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var mf modelFlags
 	mf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object per file (the spec's contract)")
-	single := fs.Bool("single-stage", false, "run the global model alone (the paper's baseline)")
+	single := fs.Bool("single-stage", false, "run the global model alone (the paper's baseline; every result is then flagged for review)")
 	outDir := fs.String("out", "", "also write the reports of each measured file into DIR: <SOP Instance UID>.sr.dcm (TID 1500 SR) and .sc.dcm (overlay)")
 	if err := fs.Parse(args); err != nil {
 		return err
