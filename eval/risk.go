@@ -18,7 +18,8 @@ var ErrSingleClass = errors.New("fit risk: the set needs results with and withou
 // over the named features, standardised, with an L2 penalty l2 on the
 // weights (not the bias), by Newton's method: deterministic for the same
 // samples. MinRisk is left above 1 (never fires) until Calibrate chooses it
-// on a validation set.
+// on a validation set. Fit records the counts, the penalty and the limit;
+// the caller adds where the data and models came from.
 func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipeline.RiskModel, error) {
 	if !(l2 > 0) || math.IsInf(l2, 0) {
 		// Without a penalty, separable data drive the weights to infinity.
@@ -54,7 +55,8 @@ func FitRisk(samples []Sample, features []string, l2, largeDeg float64) (pipelin
 	}
 	k := len(features)
 	m := pipeline.RiskModel{Features: append([]string(nil), features...), Mean: make([]float64, k),
-		Scale: make([]float64, k), Weights: make([]float64, k), MinRisk: 1.01}
+		Scale: make([]float64, k), Weights: make([]float64, k), MinRisk: 1.01,
+		Fit: &pipeline.RiskFit{Images: len(X), LargeErrors: int(pos), LargeErrorDeg: largeDeg, L2: l2}}
 	for j := range k {
 		col := make([]float64, len(X))
 		for i := range X {

@@ -41,6 +41,9 @@ func TestFitRisk(t *testing.T) {
 	if m.Weights[0] >= -1 || math.Abs(m.Weights[1]) > math.Abs(m.Weights[0])/4 {
 		t.Errorf("weights %v", m.Weights)
 	}
+	if f := m.Fit; f == nil || f.Images != 200 || f.LargeErrors != 34 || f.L2 != 1 || f.LargeErrorDeg != 5 {
+		t.Errorf("fit provenance %+v", m.Fit)
+	}
 	if m.MinRisk <= 1 {
 		t.Errorf("an uncalibrated model must not fire: min_risk %v", m.MinRisk)
 	}

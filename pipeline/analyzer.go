@@ -412,12 +412,12 @@ func endplateSpread(runs [][]stages.Point, endplates [][2]int) float64 {
 	}
 	spread := 0.0
 	for _, e := range endplates {
-		angles := make([]float64, len(runs))
-		for i, r := range runs {
-			if len(r) <= max(e[0], e[1]) {
-				return -1
-			}
-			angles[i] = math.Atan2(r[e[1]].Y-r[e[0]].Y, r[e[1]].X-r[e[0]].X) * 180 / math.Pi
+		angles, ok := runDirections(runs, e[0], e[1])
+		if !ok {
+			return -1
+		}
+		for i := range angles {
+			angles[i] = angles[i] * 180 / math.Pi // as (atan2 · 180) / π before
 		}
 		for i := range angles {
 			for j := i + 1; j < len(angles); j++ {
@@ -427,6 +427,19 @@ func endplateSpread(runs [][]stages.Point, endplates [][2]int) float64 {
 		}
 	}
 	return sanitize(spread)
+}
+
+// runDirections is the direction (radians) from landmark i to landmark j in
+// every run; false when a run lacks one of them.
+func runDirections(runs [][]stages.Point, i, j int) ([]float64, bool) {
+	dirs := make([]float64, len(runs))
+	for k, r := range runs {
+		if len(r) <= max(i, j) {
+			return nil, false
+		}
+		dirs[k] = math.Atan2(r[j].Y-r[i].Y, r[j].X-r[i].X)
+	}
+	return dirs, true
 }
 
 // direction is the direction from a to b in degrees.
@@ -444,15 +457,14 @@ func endplateSD(runs [][]stages.Point, i, j int) (sd, mean float64) {
 	if len(runs) < 2 {
 		return -1, 0
 	}
+	dirs, ok := runDirections(runs, i, j)
+	if !ok {
+		return -1, 0
+	}
 	var sx, sy float64
-	dirs := make([]float64, len(runs))
-	for k, r := range runs {
-		if len(r) <= max(i, j) {
-			return -1, 0
-		}
-		dirs[k] = math.Atan2(r[j].Y-r[i].Y, r[j].X-r[i].X)
-		sx += math.Cos(dirs[k])
-		sy += math.Sin(dirs[k])
+	for _, d := range dirs {
+		sx += math.Cos(d)
+		sy += math.Sin(d)
 	}
 	m := math.Atan2(sy, sx) * 180 / math.Pi
 	var ss float64

@@ -147,24 +147,14 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		info := models.Info()
-		measured, large := 0, 0
-		for _, s := range sampleSets[0] {
-			if s.Truth.Measurable && s.Result.Status == result.StatusOK && s.Result.Parameters != nil {
-				measured++
-				if eval.LargeError(&s.Result, &s.Truth, *largeDeg) {
-					large++
-				}
-			}
-		}
-		rm.Fit = &pipeline.RiskFit{Data: *data, Images: measured, LargeErrors: large, LargeErrorDeg: *largeDeg, L2: *riskL2,
-			Command: "cspine eval " + strings.Join(args, " "), ModelVersion: info.Name + " " + info.Version}
+		rm.Fit.Data, rm.Fit.Command, rm.Fit.ModelVersion = *data, "cspine eval "+strings.Join(args, " "), info.Name+" "+info.Version
 		th := *an.Config().Thresholds
 		th.C7Risk = &rm
 		if err := writeThresholds(*fitRisk, th); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "Fitted the C7 risk model on %d measured images (%d large errors), features %s; written to %s (min_risk not yet calibrated)\n\n",
-			measured, large, strings.Join(rm.Features, ", "), *fitRisk)
+			rm.Fit.Images, rm.Fit.LargeErrors, strings.Join(rm.Features, ", "), *fitRisk)
 	}
 
 	if *calibrate != "" {

@@ -127,39 +127,18 @@ func bilinear(pix []float32, rows, cols int, x, y float64) float64 {
 	return v
 }
 
-// cropGeom is an n×n crop centred on (CX, CY) with SX, SY original pixels
-// per crop pixel, axis-aligned unless Rot is set: then the crop's axes are
-// turned by Rot radians, a positive Rot turning the crop's x axis toward +y
-// (clockwise as an image with y down is displayed). The turn is applied to
-// the offsets before SX and SY scale them, so it is a physical rotation
-// when SX and SY cover the same distance (as the specialists' crops do:
-// the same mm per crop pixel in both directions).
+// cropGeom is an axis-aligned n×n crop centred on (CX, CY) with SX, SY
+// original pixels per crop pixel.
 type cropGeom struct {
 	CX, CY, SX, SY float64
 	N              int
-	Rot            float64
-}
-
-// offset maps a crop-pixel offset from the crop centre to an offset on the
-// original grid.
-func (c cropGeom) offset(du, dv float64) (dx, dy float64) {
-	if c.Rot == 0 {
-		return du * c.SX, dv * c.SY
-	}
-	sn, cs := math.Sincos(c.Rot)
-	return (cs*du - sn*dv) * c.SX, (sn*du + cs*dv) * c.SY
 }
 
 // toCrop maps a point of the original grid to crop pixels (the inverse of
 // fromCrop).
 func (c cropGeom) toCrop(p Point) Point {
 	half := float64(c.N-1) / 2
-	dx, dy := (p.X-c.CX)/c.SX, (p.Y-c.CY)/c.SY
-	if c.Rot != 0 {
-		sn, cs := math.Sincos(c.Rot)
-		dx, dy = cs*dx+sn*dy, -sn*dx+cs*dy
-	}
-	return Point{X: dx + half, Y: dy + half}
+	return Point{X: (p.X-c.CX)/c.SX + half, Y: (p.Y-c.CY)/c.SY + half}
 }
 
 // supersample is the k of the k×k bilinear samples averaged per crop pixel.
@@ -177,17 +156,10 @@ func (c cropGeom) crop(pix []float32, rows, cols int, dst []float32) {
 		for b := range k {
 			ox := (float64(b)+0.5)/float64(k) - 0.5
 			for i := range c.N {
-				if c.Rot == 0 {
-					y := c.CY + (float64(i)-half+oy)*c.SY
-					for j := range c.N {
-						x := c.CX + (float64(j)-half+ox)*c.SX
-						acc[i*c.N+j] += bilinear(pix, rows, cols, x, y)
-					}
-					continue
-				}
+				y := c.CY + (float64(i)-half+oy)*c.SY
 				for j := range c.N {
-					dx, dy := c.offset(float64(j)-half+ox, float64(i)-half+oy)
-					acc[i*c.N+j] += bilinear(pix, rows, cols, c.CX+dx, c.CY+dy)
+					x := c.CX + (float64(j)-half+ox)*c.SX
+					acc[i*c.N+j] += bilinear(pix, rows, cols, x, y)
 				}
 			}
 		}
@@ -201,8 +173,7 @@ func (c cropGeom) crop(pix []float32, rows, cols int, dst []float32) {
 // fromCrop maps crop pixels to the original grid.
 func (c cropGeom) fromCrop(p Point) Point {
 	half := float64(c.N-1) / 2
-	dx, dy := c.offset(p.X-half, p.Y-half)
-	return Point{X: c.CX + dx, Y: c.CY + dy}
+	return Point{X: c.CX + (p.X-half)*c.SX, Y: c.CY + (p.Y-half)*c.SY}
 }
 
 // decodeHeatmaps finds each channel's peak with sub-pixel refinement.

@@ -383,15 +383,9 @@ func (m *Models) globalHeatmaps(ctx context.Context, img []float32) ([]float32, 
 	}
 	outs := make([][]ort.Tensor, len(globalViews))
 	errs := make([]error, len(globalViews))
-	var wg sync.WaitGroup
-	for vi := range globalViews { // all views at once (there are two)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[vi], errs[vi] = m.global.Run(ctx, ort.Tensor{Shape: shape, Data: inputs[vi]})
-		}()
-	}
-	wg.Wait()
+	parallel(len(globalViews), len(globalViews), func(vi int) { // all at once (there are two)
+		outs[vi], errs[vi] = m.global.Run(ctx, ort.Tensor{Shape: shape, Data: inputs[vi]})
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -434,13 +428,51 @@ func mirrorRows(v []float32, n int) {
 const ShiftHeatmapPx = 6
 
 // specialistView is one crop a specialist sees: offset by (kx, ky) heatmap
-// pixels, mirrored, turned by rotDeg degrees and scaled by scale (crop side
-// over the nominal side; 0 means 1).
+// pixels, mirrored, and scaled by scale (crop side over the nominal side;
+// 0 means 1).
 type specialistView struct {
 	kx, ky int
 	mirror bool
-	rotDeg float64
 	scale  float64
+}
+
+// scaled: the view's crop has another size than the centred one, so its
+// heatmaps are resampled onto the centred grid (averageWarped) rather than
+// shifted by whole pixels (averageShifted).
+func (v specialistView) scaled() bool { return v.scale != 0 && v.scale != 1 }
+
+// geom is the view's crop geometry for the centred crop g of a specialist
+// with the given heatmap stride.
+func (v specialistView) geom(g cropGeom, stride int) cropGeom {
+	gs := g
+	gs.CX += float64(v.kx*stride) * g.SX
+	gs.CY += float64(v.ky*stride) * g.SY
+	if v.scaled() {
+		gs.SX *= v.scale
+		gs.SY *= v.scale
+	}
+	return gs
+}
+
+// parallel calls fn(0) … fn(n−1) on up to workers goroutines and returns
+// when all have returned. fn must write only to what index i owns.
+func parallel(n, workers int, fn func(i int)) {
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range max(1, min(workers, n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // specialistViews are the crops each specialist sees (test-time
@@ -453,8 +485,9 @@ type specialistView struct {
 // endplate slopes is a review feature. All of it lies inside what the
 // specialists were trained on (±12% scale, flips, shifts; training/). On
 // the validation phantoms (seed 900004) the ten views lowered the Cobb MAE
-// from 1.85° (three shifted crops) to 1.74°; rotated views (±3°, ±5°) did
-// no better than the scaled ones (docs/evaluation.md).
+// from 1.85° (three shifted crops) to 1.74°; rotated views (±3°, ±5°),
+// tried in place of or beside the scaled ones, did no better
+// (docs/evaluation.md) and are not implemented.
 var specialistViews = func() []specialistView {
 	base := []specialistView{{}, {kx: ShiftHeatmapPx, ky: ShiftHeatmapPx}, {kx: -ShiftHeatmapPx, ky: -ShiftHeatmapPx}, {scale: 0.9}, {scale: 1.1}}
 	v := append([]specialistView(nil), base...)
@@ -491,54 +524,28 @@ func averageShifted(acc, n []float64, hm []float32, channels, h, kx, ky int) {
 
 // viewCrops returns the crop geometry of every view of specialistViews
 // and its pixels (unmirrored). Views that differ only by mirroring share one
-// crop, and the distinct crops are cut in parallel (each into its own
-// buffer, so the result does not depend on the scheduling).
+// crop (the same slice), and the distinct crops are cut in parallel, each
+// into its own buffer.
 func viewCrops(g cropGeom, in Input, stride int) ([]cropGeom, [][]float32) {
 	geoms := make([]cropGeom, len(specialistViews))
+	byView := map[specialistView][]float32{}
+	var distinct []specialistView
+	for i, v := range specialistViews {
+		geoms[i] = v.geom(g, stride)
+		v.mirror = false
+		if _, ok := byView[v]; !ok {
+			byView[v] = make([]float32, g.N*g.N)
+			distinct = append(distinct, v)
+		}
+	}
+	parallel(len(distinct), runtime.GOMAXPROCS(0), func(d int) {
+		v := distinct[d]
+		v.geom(g, stride).crop(in.Pix, in.Rows, in.Cols, byView[v])
+	})
 	crops := make([][]float32, len(specialistViews))
-	type key struct {
-		kx, ky     int
-		rot, scale float64
-	}
-	first := map[key]int{}
-	var distinct []int
 	for i, v := range specialistViews {
-		gs := g
-		gs.CX += float64(v.kx*stride) * g.SX
-		gs.CY += float64(v.ky*stride) * g.SY
-		gs.Rot = v.rotDeg * math.Pi / 180
-		if v.scale != 0 && v.scale != 1 {
-			gs.SX *= v.scale
-			gs.SY *= v.scale
-		}
-		geoms[i] = gs
-		k := key{v.kx, v.ky, v.rotDeg, v.scale}
-		if _, ok := first[k]; ok {
-			continue
-		}
-		first[k] = i
-		distinct = append(distinct, i)
-	}
-	bufs := make([][]float32, len(distinct))
-	var wg sync.WaitGroup
-	next := make(chan int, len(distinct))
-	for d := range distinct {
-		next <- d
-	}
-	close(next)
-	for range min(runtime.GOMAXPROCS(0), len(distinct)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range next {
-				bufs[d] = make([]float32, g.N*g.N)
-				geoms[distinct[d]].crop(in.Pix, in.Rows, in.Cols, bufs[d])
-			}
-		}()
-	}
-	wg.Wait()
-	for i, v := range specialistViews {
-		crops[i] = bufs[slices.Index(distinct, first[key{v.kx, v.ky, v.rotDeg, v.scale}])]
+		v.mirror = false
+		crops[i] = byView[v]
 	}
 	return geoms, crops
 }
@@ -550,32 +557,20 @@ func viewCrops(g cropGeom, in Input, stride int) ([]cropGeom, [][]float32) {
 var ViewConcurrency = 2
 
 // runViews runs session s on the crop of every view of specialistViews
-// (mirrored where the view says), up to ViewConcurrency at a time, and
+// (mirrored where the view says; ONNX Runtime only reads its inputs, so an
+// unmirrored crop is passed as it is), up to ViewConcurrency at a time, and
 // returns the outputs in view order.
 func (m *Models) runViews(ctx context.Context, s *ort.Session, n int, crops [][]float32) ([][]ort.Tensor, error) {
 	outs := make([][]ort.Tensor, len(specialistViews))
 	errs := make([]error, len(specialistViews))
-	next := make(chan int, len(specialistViews))
-	for i := range specialistViews {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
-	for range max(1, min(ViewConcurrency, len(specialistViews))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				img := make([]float32, n*n)
-				copy(img, crops[i])
-				if specialistViews[i].mirror {
-					mirrorRows(img, n)
-				}
-				outs[i], errs[i] = s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(n), int64(n)}, Data: img})
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(len(specialistViews), ViewConcurrency, func(i int) {
+		img := crops[i]
+		if specialistViews[i].mirror {
+			img = slices.Clone(img)
+			mirrorRows(img, n)
+		}
+		outs[i], errs[i] = s.Run(ctx, ort.Tensor{Shape: []int64{1, 1, int64(n), int64(n)}, Data: img})
+	})
 	return outs, errors.Join(errs...)
 }
 
@@ -622,7 +617,6 @@ func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in 
 	}
 	for vi, v := range specialistViews {
 		gs := geoms[vi]
-		warped := v.rotDeg != 0 || (v.scale != 0 && v.scale != 1)
 		res := outs[vi]
 		shm := res[0].Data
 		if v.mirror {
@@ -630,7 +624,7 @@ func (m *Models) specialist(ctx context.Context, s *ort.Session, g cropGeom, in 
 			// so no channel changes (see training/cspine_train/augment.py)
 			mirrorRows(shm, h)
 		}
-		if warped {
+		if v.scaled() {
 			averageWarped(acc, cnt, shm, channels, h, stride, g, gs)
 		} else {
 			averageShifted(acc, cnt, shm, channels, h, v.kx, v.ky)
