@@ -146,55 +146,59 @@ func Calibrate(samples []Sample, base pipeline.Thresholds, targetRecall, largeDe
 
 	best := Calibration{Recall: -1}
 	var bestScore [4]float64
-	for _, tr := range riskC {
-		for _, tc := range confC {
-			for _, td := range disC {
-				for _, tp := range pcC {
-					for _, ts := range spC {
-						var flagged, large, caught, fires int
-						for _, it := range items {
-							r1 := it.conf < tc || it.spread > ts || (risky && (math.IsNaN(it.risk) || it.risk >= tr))
-							r2 := it.dis >= 0 && it.dis > td
-							r3 := it.pc >= tp
-							f := it.fixed || r1 || r2 || r3
-							if r1 || r2 || r3 {
-								fires++
-							}
-							if f {
-								flagged++
-							}
-							if it.large {
-								large++
-								if f {
-									caught++
-								}
-							}
-						}
-						recall := 1.0
-						if large > 0 {
-							recall = float64(caught) / float64(large)
-						}
-						met := recall >= targetRecall
-						// Lexicographic score, smaller is better.
-						score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
-						if !met {
-							score = [4]float64{1, -recall, float64(flagged), float64(fires)}
-						}
-						if best.Recall < 0 || less(score, bestScore) {
-							bestScore = score
-							th := base
-							th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg = tc, td, tp, ts
-							if risky {
-								rm := *base.C7Risk
-								rm.MinRisk = tr
-								th.C7Risk = &rm
-							}
-							best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
-								Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
-						}
-					}
+	// Every combination of cut points, the spread threshold varying
+	// fastest (the order decides among equal scores).
+	total := len(riskC) * len(confC) * len(disC) * len(pcC) * len(spC)
+	for n := range total {
+		r := n
+		ts := spC[r%len(spC)]
+		r /= len(spC)
+		tp := pcC[r%len(pcC)]
+		r /= len(pcC)
+		td := disC[r%len(disC)]
+		r /= len(disC)
+		tc := confC[r%len(confC)]
+		tr := riskC[r/len(confC)]
+		var flagged, large, caught, fires int
+		for _, it := range items {
+			r1 := it.conf < tc || it.spread > ts || (risky && (math.IsNaN(it.risk) || it.risk >= tr))
+			r2 := it.dis >= 0 && it.dis > td
+			r3 := it.pc >= tp
+			f := it.fixed || r1 || r2 || r3
+			if r1 || r2 || r3 {
+				fires++
+			}
+			if f {
+				flagged++
+			}
+			if it.large {
+				large++
+				if f {
+					caught++
 				}
 			}
+		}
+		recall := 1.0
+		if large > 0 {
+			recall = float64(caught) / float64(large)
+		}
+		met := recall >= targetRecall
+		// Lexicographic score, smaller is better.
+		score := [4]float64{b2f(!met), float64(flagged), -recall, float64(fires)}
+		if !met {
+			score = [4]float64{1, -recall, float64(flagged), float64(fires)}
+		}
+		if best.Recall < 0 || less(score, bestScore) {
+			bestScore = score
+			th := base
+			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg = tc, td, tp, ts
+			if risky {
+				rm := *base.C7Risk
+				rm.MinRisk = tr
+				th.C7Risk = &rm
+			}
+			best = Calibration{Thresholds: th, Measured: len(items), LargeErrors: large, Caught: caught,
+				Flagged: flagged, Recall: recall, FlagRate: float64(flagged) / float64(len(items)), MetTarget: met}
 		}
 	}
 	// A threshold of +Inf cannot be written as JSON: use a value above every
