@@ -76,6 +76,7 @@ type Analyzer struct {
 	models Stages
 	info   stages.Info
 	cfg    Config
+	prior  *C7Prior // the model set's C7 shape prior, nil when it has none
 }
 
 // New returns an Analyzer running models with cfg.
@@ -87,7 +88,15 @@ func New(models Stages, cfg Config) (*Analyzer, error) {
 	if err := cfg.Thresholds.Validate(); err != nil {
 		return nil, fmt.Errorf("pipeline: thresholds: %w", err)
 	}
-	return &Analyzer{models: models, info: models.Info(), cfg: cfg}, nil
+	a := &Analyzer{models: models, info: models.Info(), cfg: cfg}
+	if a.info.C7Prior != nil {
+		p, err := ParseC7Prior(a.info.C7Prior)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: model set %s %s: %w", a.info.Name, a.info.Version, err)
+		}
+		a.prior = p
+	}
+	return a, nil
 }
 
 // Config returns the analyzer's effective configuration.
@@ -279,7 +288,8 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 		}
 	}
 	f := Features{C7DisagreementMM: -1, C2DisagreementMM: -1, C7Steps: -1, C2SpreadDeg: -1, C7SpreadDeg: -1,
-		C2SlopeSDDeg: -1, C7InfSlopeSDDeg: -1, C7SupSlopeSDDeg: -1, C7ChoiceDeltaDeg: -1}
+		C2SlopeSDDeg: -1, C7InfSlopeSDDeg: -1, C7SupSlopeSDDeg: -1, C7ChoiceDeltaDeg: -1,
+		C7InfPriorDeltaDeg: -1, C7SupPriorDeltaDeg: -1}
 	if refined {
 		a.chooseCandidates(out, &lm, &conf, &f)
 		f.C2SpreadDeg = endplateSpread(out.C2Runs, [][2]int{{1, 2}})
@@ -296,6 +306,9 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 	}
 
 	facing, agreement := geometry.DetermineFacing(&lm, &conf)
+	if refined {
+		a.applyPrior(&lm, facing, out.C7Obscuration, &f)
+	}
 	p := geometry.Measure(&lm, facing, sp)
 	f.SpacingKnown, f.HeaderLateral, f.Contrast = sp.Known(), headerLateral, contrast
 	if s := globalStep(&global); s > 0 {
@@ -366,6 +379,30 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 			Confidence: round(sanitize(conf[i]), 0.001), Stage: stage[i]}
 	}
 	return r, f
+}
+
+// applyPrior records the endplate slopes the C7 shape prior reads and, when
+// the model set has a prior, blends the C7 endplates toward it (C7Prior) and
+// records how far it lay from the specialist.
+func (a *Analyzer) applyPrior(lm *[geometry.NumLandmarks]geometry.Point, facing geometry.Facing, obscuration [3]float64, f *Features) {
+	if a.prior == nil {
+		f.EndplateSlopesDeg = endplateSlopes(lm, facing)
+		f.C7ImageSlopesDeg = [2]float64{
+			geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], facing),
+			geometry.EndplateSlope(lm[geometry.SupAnt(7)], lm[geometry.SupPost(7)], facing),
+		}
+		return
+	}
+	o := a.prior.apply(lm, facing, obscuration)
+	f.EndplateSlopesDeg, f.C7ImageSlopesDeg = o.inputs, o.image
+	delta := func(k int) float64 {
+		d := math.Abs(o.prior[k] - o.image[k])
+		if math.IsNaN(d) || math.IsInf(d, 0) {
+			return -1 // not available: the risk model then flags
+		}
+		return d
+	}
+	f.C7InfPriorDeltaDeg, f.C7SupPriorDeltaDeg = delta(0), delta(1)
 }
 
 // chooseCandidates replaces the specialists' strongest peaks by the

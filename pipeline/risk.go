@@ -71,12 +71,16 @@ var riskFeatures = map[string]func(f *Features) float64{
 	"log_c2_slope_sd_deg":     func(f *Features) float64 { return logOf(f.C2SlopeSDDeg) },
 	"log_c7_choice_delta_deg": func(f *Features) float64 { return logOf(f.C7ChoiceDeltaDeg) },
 	"log_c7_spread_deg":       func(f *Features) float64 { return logOf(f.C7SpreadDeg) },
+	// how far the C7 shape prior lies from the specialist (C7Prior)
+	"log_c7_inf_prior_delta_deg": func(f *Features) float64 { return logOf(f.C7InfPriorDeltaDeg) },
+	"log_c7_sup_prior_delta_deg": func(f *Features) float64 { return logOf(f.C7SupPriorDeltaDeg) },
 }
 
 // RiskFeatureNames are the features a fitted risk model uses by default.
 var RiskFeatureNames = []string{
 	"c7_confidence", "c7_min_corner_confidence", "log_c7_complete_prob", "log_c7_disagreement_mm",
 	"log_c7_inf_slope_sd_deg", "log_c7_sup_slope_sd_deg", "log_c2_slope_sd_deg", "log_c7_choice_delta_deg",
+	"log_c7_inf_prior_delta_deg", "log_c7_sup_prior_delta_deg",
 }
 
 // RiskInputs returns the named features of f (an error names an unknown

@@ -14,6 +14,7 @@ import (
 	"github.com/cspine/cspine/eval"
 	"github.com/cspine/cspine/pipeline"
 	"github.com/cspine/cspine/pipeline/result"
+	"github.com/cspine/cspine/pipeline/stages"
 )
 
 func init() {
@@ -45,6 +46,14 @@ chosen by --calibrate on the validation set (--thresholds FILE --calibrate
 FILE). With a risk model, --calibrate chooses the risk threshold, the C7
 stage disagreement and the C7 obscuration thresholds.
 
+--fit-prior fits the C7 shape prior (pipeline.C7Prior: the C7 endplate
+slopes predicted from the endplates above, blended into the specialist's as
+far as C7 is estimated to be hidden) on DIR, which must be a phantom set of
+its own, and installs it in the model directory being evaluated
+(c7_prior.json, recorded with its sha256 in manifest.json) as the new model
+version --model-version: the prior changes measurements. Fit it after the
+models, then the risk model (--fit-risk), then calibrate.
+
 --require adds acceptance criteria (as CI uses them); the command then fails
 when one is missed. Syntax: GRADE/PARAM.STAT<=V or GRADE/STAT>=V with GRADE
 none|partial|complete|all, PARAM a JSON key (c2c7_cobb_deg, c7_slope_deg, …),
@@ -68,6 +77,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	target := fs.Float64("target-recall", 0.95, "with --calibrate: share of large errors the flag must catch")
 	fitRisk := fs.String("fit-risk", "", "fit the C7 risk model on --data (a fitting set: neither validation nor test) and write the thresholds with it to FILE")
 	riskL2 := fs.Float64("risk-l2", 3, "with --fit-risk: L2 penalty on the standardised weights")
+	fitPrior := fs.Bool("fit-prior", false, "fit the C7 shape prior on --data (a fitting set of its own) and install it in the model directory as --model-version")
+	modelVersion := fs.String("model-version", "", "with --fit-prior: the model set's new version (the prior changes measurements)")
 	samplesIn := fs.String("from-samples", "", "evaluate the samples a previous --samples run wrote (hierarchical, same --data) instead of running the models; review flags are recomputed with the current thresholds")
 	samplesOut := fs.String("samples", "", "also write every result with its truth and review features to FILE (JSON lines)")
 	var reqs []eval.Requirement
@@ -95,6 +106,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *fitRisk != "" && (*single || *compare || *calibrate != "") {
 		return fmt.Errorf("%w: --fit-risk fits on the hierarchical mode alone; drop --single-stage/--compare/--calibrate", errUsage)
+	}
+	if *fitPrior && (*single || *compare || *calibrate != "" || *fitRisk != "" || *samplesIn != "") {
+		return fmt.Errorf("%w: --fit-prior fits on a fresh hierarchical run alone; drop --single-stage/--compare/--calibrate/--fit-risk/--from-samples", errUsage)
+	}
+	if *fitPrior != (*modelVersion != "") {
+		return fmt.Errorf("%w: --fit-prior and --model-version go together", errUsage)
 	}
 	if *calibrate != "" && (*single || *compare) {
 		return fmt.Errorf("%w: --calibrate calibrates the hierarchical mode; drop --single-stage/--compare", errUsage)
@@ -139,6 +156,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		sampleSets = append(sampleSets, samples)
+	}
+
+	if *fitPrior {
+		if err := installPrior(stdout, sampleSets[0], models.Info(), *data, *modelVersion, args); err != nil {
+			return err
+		}
 	}
 
 	if *fitRisk != "" {
@@ -217,6 +240,28 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return errRequirements
 		}
 	}
+	return nil
+}
+
+// installPrior fits the C7 shape prior on samples and installs it in the
+// evaluated model directory as model version version.
+func installPrior(stdout io.Writer, samples []eval.Sample, info stages.Info, data, version string, args []string) error {
+	p, err := eval.FitC7Prior(samples, eval.DefaultPriorFolds)
+	if err != nil {
+		return err
+	}
+	p.Fit.Data, p.Fit.Command, p.Fit.ModelVersion = data, "cspine eval "+strings.Join(args, " "), info.Name+" "+info.Version
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode c7 prior: %w", err)
+	}
+	if err := stages.SetC7Prior(info.Dir, append(b, '\n'), version); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Fitted the C7 shape prior on %d measured images (%d folds): residual SD inferior %.2f°, superior %.2f° (cross-validated); "+
+		"blend weights inferior %.3f/%.3f, superior %.3f/%.3f (partial/complete); installed in %s as %s %s (the report below is of the models as evaluated)\n\n",
+		p.Fit.Images, p.Fit.Folds, p.Inf.ResidualSDDeg, p.Sup.ResidualSDDeg, p.Inf.Blend[1], p.Inf.Blend[2], p.Sup.Blend[1], p.Sup.Blend[2],
+		info.Dir, info.Name, version)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -40,7 +41,18 @@ type Manifest struct {
 		C7Locator StageSpec `json:"c7_locator"`
 		C2        StageSpec `json:"c2"`
 		C7        StageSpec `json:"c7"`
+		// C7Prior is the optional C7 shape prior (a JSON file read by
+		// package pipeline; see pipeline.C7Prior), fitted after the models
+		// by `cspine eval --fit-prior`.
+		C7Prior *FileSpec `json:"c7_prior,omitempty"`
 	} `json:"stages"`
+}
+
+// FileSpec names a non-ONNX file of the model set and its checksum.
+type FileSpec struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
 }
 
 // TensorSpec is a model input or output: its name and fixed shape.
@@ -94,7 +106,26 @@ func ReadManifest(dir string) (*Manifest, error) {
 			return nil, fmt.Errorf("stage %s: %w", s.name, err)
 		}
 	}
+	if p := m.Stages.C7Prior; p != nil {
+		if err := VerifyFile(filepath.Join(dir, p.File), p.SHA256); err != nil {
+			return nil, fmt.Errorf("stage c7_prior: %w", err)
+		}
+	}
 	return &m, nil
+}
+
+// ReadVerified reads a file whose sha256 must be want (hex) and returns its
+// content: what is used is what was checked.
+func ReadVerified(path, want string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model file: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, fmt.Errorf("%w: %s has sha256 %s, manifest says %s", ErrChecksum, path, got, want)
+	}
+	return b, nil
 }
 
 // VerifyFile checks a file's sha256 against the expected hex sum.
@@ -112,6 +143,121 @@ func VerifyFile(path, want string) error {
 		return fmt.Errorf("%w: %s has sha256 %s, manifest says %s", ErrChecksum, path, got, want)
 	}
 	return nil
+}
+
+// SetC7Prior writes content as the C7 shape prior file of the model
+// directory dir (c7_prior.json), records it with its sha256 in dir's
+// manifest and sets the manifest's version: a prior changes measurements,
+// so the model set becomes a new version. Every other field of the manifest
+// is kept as written, in its order.
+func SetC7Prior(dir string, content []byte, version string) error {
+	if version == "" {
+		return errors.New("set c7 prior: a new model version is required")
+	}
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return err
+	}
+	if version == m.Version {
+		return fmt.Errorf("set c7 prior: version %s is the current one; a prior changes measurements, give a new version", version)
+	}
+	const name = "c7_prior.json"
+	sum := sha256.Sum256(content)
+	spec, err := json.Marshal(FileSpec{File: name, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(content))})
+	if err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	path := filepath.Join(dir, ManifestFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	top, err := readObject(raw)
+	if err != nil {
+		return fmt.Errorf("set c7 prior: %s: %w", path, err)
+	}
+	ver, _ := json.Marshal(version)
+	top.set("version", ver)
+	st, err := readObject(top.get("stages"))
+	if err != nil {
+		return fmt.Errorf("set c7 prior: %s: stages: %w", path, err)
+	}
+	st.set("c7_prior", spec)
+	top.set("stages", st.encode())
+	var out bytes.Buffer
+	if err := json.Indent(&out, top.encode(), "", "  "); err != nil {
+		return fmt.Errorf("set c7 prior: encode manifest: %w", err)
+	}
+	out.WriteByte('\n')
+	var check Manifest
+	if err := json.Unmarshal(out.Bytes(), &check); err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	if err := check.Validate(); err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	return nil
+}
+
+// object is a JSON object's members in their order, values undecoded.
+type object struct {
+	keys []string
+	vals map[string]json.RawMessage
+}
+
+// readObject reads a JSON object keeping its members' order.
+func readObject(b []byte) (*object, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	o := &object{vals: map[string]json.RawMessage{}}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		o.set(k, v)
+	}
+	return o, nil
+}
+
+func (o *object) get(k string) json.RawMessage { return o.vals[k] }
+
+// set replaces a member's value in place or appends the member.
+func (o *object) set(k string, v json.RawMessage) {
+	if _, ok := o.vals[k]; !ok {
+		o.keys = append(o.keys, k)
+	}
+	o.vals[k] = v
+}
+
+// encode writes the object compactly, members in order.
+func (o *object) encode() json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range o.keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		b.Write(kb)
+		b.WriteByte(':')
+		_ = json.Compact(&b, o.vals[k])
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 type namedSpec struct {
@@ -141,6 +287,11 @@ func (m *Manifest) Validate() error {
 		}
 		if filepath.Base(s.spec.File) != s.spec.File {
 			return fmt.Errorf("stage %s: file %q must be a plain name in the model directory", s.name, s.spec.File)
+		}
+	}
+	if p := m.Stages.C7Prior; p != nil {
+		if p.File == "" || len(p.SHA256) != 64 || filepath.Base(p.File) != p.File {
+			return fmt.Errorf("stage c7_prior: a plain file name in the model directory and its sha256 are required")
 		}
 	}
 	g := &m.Stages.Global

@@ -67,6 +67,10 @@ type Info struct {
 	ClinicalUse string
 	// Dir is the model directory.
 	Dir string
+	// C7Prior is the content of the model set's C7 shape prior file
+	// (manifest stage c7_prior, sha256 verified at Load; parsed by package
+	// pipeline), nil when the set has none.
+	C7Prior []byte
 }
 
 // Input is one image for Run.
@@ -134,6 +138,7 @@ const (
 // Models is a loaded model set.
 type Models struct {
 	man                 *Manifest
+	prior               []byte // verified c7_prior file content, nil without one
 	dir                 string
 	rt                  *ort.Runtime
 	global, loc, c2, c7 *ort.Session
@@ -191,6 +196,14 @@ func Load(cfg Config) (*Models, error) {
 		return nil, fmt.Errorf("stages: %w", err)
 	}
 	m := &Models{man: man, dir: dir, rt: rt}
+	if p := man.Stages.C7Prior; p != nil {
+		b, err := ReadVerified(filepath.Join(dir, p.File), p.SHA256)
+		if err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("stages: c7_prior: %w", err)
+		}
+		m.prior = b
+	}
 	open := func(s *StageSpec) (*ort.Session, error) {
 		return rt.NewSession(filepath.Join(dir, s.File), ios(s.Inputs), ios(s.Outputs))
 	}
@@ -238,7 +251,7 @@ func (m *Models) Close() error {
 // Info identifies the models and the execution provider.
 func (m *Models) Info() Info {
 	return Info{Name: m.man.Name, Version: m.man.Version, Provider: m.rt.Provider(),
-		TrainedOn: m.man.TrainedOn, ClinicalUse: m.man.ClinicalUse, Dir: m.dir}
+		TrainedOn: m.man.TrainedOn, ClinicalUse: m.man.ClinicalUse, Dir: m.dir, C7Prior: m.prior}
 }
 
 // Manifest returns the loaded manifest.

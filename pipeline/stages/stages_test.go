@@ -2,6 +2,9 @@ package stages
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"errors"
@@ -217,6 +220,12 @@ func TestManifestValidation(t *testing.T) {
 			c := m["stages"].(map[string]any)["c7_locator"].(map[string]any)
 			delete(c, "sha256")
 		}, "sha256 are required"},
+		{"prior path escape", func(m map[string]any) {
+			m["stages"].(map[string]any)["c7_prior"] = map[string]any{"file": "../c7_prior.json", "sha256": strings.Repeat("0", 64)}
+		}, "stage c7_prior"},
+		{"prior without sha", func(m map[string]any) {
+			m["stages"].(map[string]any)["c7_prior"] = map[string]any{"file": "c7_prior.json"}
+		}, "stage c7_prior"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,5 +464,68 @@ func TestLoadMissingModelDirIsAClearError(t *testing.T) {
 	t.Setenv(EnvModelDir, "/some/where")
 	if d, err := ResolveModelDir(""); err != nil || d != "/some/where" {
 		t.Fatalf("ResolveModelDir with %s = %q, %v", EnvModelDir, d, err)
+	}
+}
+
+// TestSetC7Prior installs a prior file in a copy of the reference models:
+// the manifest records it with its sha256 and the new version and keeps
+// every other field; Load hands the verified content on; a tampered prior
+// is refused like a tampered model; the version must change.
+func TestSetC7Prior(t *testing.T) {
+	requirePeers(t)
+	dir := copyModels(t)
+	before, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte(`{"format":"test prior"}` + "\n")
+	if err := SetC7Prior(dir, content, before.Version); err == nil || !strings.Contains(err.Error(), "new version") {
+		t.Fatalf("same version: err = %v", err)
+	}
+	if err := SetC7Prior(dir, content, ""); err == nil {
+		t.Fatal("empty version accepted")
+	}
+	if err := SetC7Prior(dir, content, "9.9.9-test"); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	if p := after.Stages.C7Prior; after.Version != "9.9.9-test" || p == nil || p.File != "c7_prior.json" || p.SHA256 != hex.EncodeToString(sum[:]) || p.Bytes != int64(len(content)) {
+		t.Fatalf("manifest after: version %s, prior %+v", after.Version, after.Stages.C7Prior)
+	}
+	// Every other field as it was (compared as generic JSON).
+	generic := func(path string) map[string]any {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "version")
+		delete(m["stages"].(map[string]any), "c7_prior")
+		return m
+	}
+	if a, b := generic(filepath.Join(refDir, ManifestFile)), generic(filepath.Join(dir, ManifestFile)); !reflect.DeepEqual(a, b) {
+		t.Fatal("SetC7Prior changed other manifest fields")
+	}
+	m, err := Load(Config{ModelDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Info().C7Prior
+	m.Close()
+	if !bytes.Equal(got, content) {
+		t.Fatalf("Info().C7Prior = %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c7_prior.json"), []byte(`{"format":"tampered"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(Config{ModelDir: dir}); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "c7_prior") {
+		t.Fatalf("tampered prior: err = %v", err)
 	}
 }

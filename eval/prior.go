@@ -1,0 +1,138 @@
+package eval
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cspine/cspine/pipeline"
+	"github.com/cspine/cspine/pipeline/result"
+)
+
+// DefaultPriorFolds is the number of cross-fitting folds FitC7Prior uses
+// for the blend weights.
+const DefaultPriorFolds = 5
+
+// FitC7Prior fits the C7 shape prior (pipeline.C7Prior) on the measured
+// hierarchical samples of a phantom set of its own (neither the validation
+// nor the test set):
+//
+//   - each C7 endplate's slope is regressed (ordinary least squares with an
+//     intercept) on the nine endplate slopes above as the pipeline measured
+//     them (Features.EndplateSlopesDeg), against the ground truth;
+//   - the blend weights for partial and complete obscuration are the least
+//     squares fit of truth − specialist on weight·(prior − specialist), the
+//     weight mixed by the specialist's obscuration probabilities, with the
+//     prior predicted out of fold (folds: image i is in fold i mod folds), so
+//     that the weights see the prior's error on images it was not fitted
+//     on; they are clamped to [0, 1]. The weight for a visible C7 is 0.
+//
+// Samples without the features (single-stage, rejected, not measurable) are
+// skipped. Same samples, same prior, bit for bit.
+func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
+	if folds < 2 {
+		return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: %d folds, need at least 2", folds)
+	}
+	n := len(pipeline.PriorInputs)
+	type row struct {
+		x     []float64  // inputs and 1
+		y     [2]float64 // truth inferior, superior
+		image [2]float64 // specialist
+		p     [3]float64 // obscuration probabilities, normalised
+	}
+	var rows []row
+	for _, s := range samples {
+		f := &s.Features
+		if s.Result.Status != result.StatusOK || !s.Truth.Measurable || s.Truth.Parameters == nil ||
+			len(f.EndplateSlopesDeg) != n || s.Result.Model == nil || s.Result.Model.Mode != result.ModeHierarchical {
+			continue
+		}
+		ps := f.C7Obscuration[0] + f.C7Obscuration[1] + f.C7Obscuration[2]
+		if !(ps > 0) {
+			continue
+		}
+		r := row{x: append(append([]float64(nil), f.EndplateSlopesDeg...), 1),
+			y:     [2]float64{s.Truth.Parameters.C7SlopeDeg, s.Truth.Parameters.C7SupSlopeDeg},
+			image: f.C7ImageSlopesDeg}
+		for k := range 3 {
+			r.p[k] = f.C7Obscuration[k] / ps
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) < 10*(n+1) {
+		return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: %d usable samples, need at least %d", len(rows), 10*(n+1))
+	}
+	// ols fits y[k] on x over the rows where use(i).
+	ols := func(k int, use func(i int) bool) ([]float64, error) {
+		A := make([][]float64, n+1)
+		for i := range A {
+			A[i] = make([]float64, n+1)
+		}
+		b := make([]float64, n+1)
+		for i, r := range rows {
+			if !use(i) {
+				continue
+			}
+			for a := range r.x {
+				for c := range r.x {
+					A[a][c] += r.x[a] * r.x[c]
+				}
+				b[a] += r.x[a] * r.y[k]
+			}
+		}
+		return solve(A, b)
+	}
+	p := pipeline.C7Prior{Format: pipeline.C7PriorFormat, Inputs: append([]string(nil), pipeline.PriorInputs...)}
+	for k, reg := range []*pipeline.PriorRegression{&p.Inf, &p.Sup} {
+		w, err := ols(k, func(int) bool { return true })
+		if err != nil {
+			return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: %w", err)
+		}
+		reg.Coef, reg.Intercept = w[:n], w[n]
+		oof := make([]float64, len(rows))
+		for fold := range folds {
+			wf, err := ols(k, func(i int) bool { return i%folds != fold })
+			if err != nil {
+				return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: fold %d: %w", fold, err)
+			}
+			for i, r := range rows {
+				if i%folds == fold {
+					oof[i] = dot(wf, r.x)
+				}
+			}
+		}
+		// Blend: r = y − image ≈ (wp·pp + wc·pc)·d, d = oof − image.
+		var A [2][2]float64
+		var b [2]float64
+		var ss float64
+		for i, r := range rows {
+			d := oof[i] - r.image[k]
+			z := [2]float64{r.p[1] * d, r.p[2] * d}
+			for a := range 2 {
+				for c := range 2 {
+					A[a][c] += z[a] * z[c]
+				}
+				b[a] += z[a] * (r.y[k] - r.image[k])
+			}
+			ss += (r.y[k] - oof[i]) * (r.y[k] - oof[i])
+		}
+		bw, err := solve([][]float64{A[0][:], A[1][:]}, b[:])
+		if err != nil {
+			return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: blend weights: %w", err)
+		}
+		reg.Blend = [3]float64{0, clamp01(bw[0]), clamp01(bw[1])}
+		reg.ResidualSDDeg = math.Sqrt(ss / float64(len(rows)))
+	}
+	p.Fit = &pipeline.PriorFit{Images: len(rows), Folds: folds}
+	if err := p.Validate(); err != nil {
+		return pipeline.C7Prior{}, errors.Join(errors.New("fit c7 prior: the fitted prior is invalid"), err)
+	}
+	return p, nil
+}
+
+func clamp01(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return math.Min(1, math.Max(0, v))
+}
