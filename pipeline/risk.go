@@ -76,11 +76,28 @@ var riskFeatures = map[string]func(f *Features) float64{
 	"log_c7_sup_prior_delta_deg": func(f *Features) float64 { return logOf(f.C7SupPriorDeltaDeg) },
 }
 
-// RiskFeatureNames are the features a fitted risk model uses by default.
+// RiskFeatureNames are the features a fitted risk model uses by default;
+// with a C7 shape prior in the model set, PriorRiskFeatureNames as well
+// (see DefaultRiskFeatures).
 var RiskFeatureNames = []string{
 	"c7_confidence", "c7_min_corner_confidence", "log_c7_complete_prob", "log_c7_disagreement_mm",
 	"log_c7_inf_slope_sd_deg", "log_c7_sup_slope_sd_deg", "log_c2_slope_sd_deg", "log_c7_choice_delta_deg",
-	"log_c7_inf_prior_delta_deg", "log_c7_sup_prior_delta_deg",
+}
+
+// PriorRiskFeatureNames are the risk features that need a C7 shape prior:
+// how far it lies from the specialist's C7 endplate slopes.
+var PriorRiskFeatureNames = []string{"log_c7_inf_prior_delta_deg", "log_c7_sup_prior_delta_deg"}
+
+// DefaultRiskFeatures are the features `cspine eval --fit-risk` fits on:
+// RiskFeatureNames, and PriorRiskFeatureNames when the model set has a C7
+// shape prior (without one they are not available and would flag every
+// result).
+func DefaultRiskFeatures(withPrior bool) []string {
+	f := append([]string(nil), RiskFeatureNames...)
+	if withPrior {
+		f = append(f, PriorRiskFeatureNames...)
+	}
+	return f
 }
 
 // RiskInputs returns the named features of f (an error names an unknown

@@ -214,6 +214,18 @@ func TestEvalCommand(t *testing.T) {
 	if th, err := pipeline.LoadThresholds(cal); err != nil || th.C7Risk == nil || th.C7Risk.MinRisk > 1 {
 		t.Fatalf("calibrated thresholds: %v %+v", err, th.C7Risk)
 	}
+	// --fit-prior: needs --model-version and a fresh hierarchical run alone;
+	// this small set has too few images to fit one, which is a clear error
+	// that leaves the model directory alone.
+	for _, bad := range [][]string{{"--fit-prior"}, {"--model-version", "9.9"}, {"--fit-prior", "--model-version", "9.9", "--compare"},
+		{"--fit-prior", "--model-version", "9.9", "--from-samples", samples}, {"--fit-prior", "--model-version", "9.9", "--calibrate", cal}} {
+		if code, _, stderr := runCmd(t, append(append([]string{"eval", "--data", dir}, bad...), modelArgs(t)...)...); code != 2 {
+			t.Errorf("eval %v: exit %d %s, want a usage error", bad, code, stderr)
+		}
+	}
+	if code, _, stderr := runCmd(t, append([]string{"eval", "--data", dir, "--fit-prior", "--model-version", "9.9"}, modelArgs(t)...)...); code != 1 || !strings.Contains(stderr, "usable samples") {
+		t.Errorf("--fit-prior on a small set: exit %d %s", code, stderr)
+	}
 	// A set with one class only cannot be fitted.
 	args = append([]string{"eval", "--data", dir, "--fit-risk", fitted}, modelArgs(t)...)
 	if code, _, stderr := runCmd(t, append(args, "--large-error-deg", "1000")...); code != 1 || !strings.Contains(stderr, "with and without a large error") {

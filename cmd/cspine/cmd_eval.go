@@ -165,7 +165,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	if *fitRisk != "" {
-		rm, err := eval.FitRisk(sampleSets[0], pipeline.RiskFeatureNames, *riskL2, *largeDeg)
+		rm, err := eval.FitRisk(sampleSets[0], pipeline.DefaultRiskFeatures(models.Info().C7Prior != nil), *riskL2, *largeDeg)
 		if err != nil {
 			return err
 		}
