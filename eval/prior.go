@@ -13,6 +13,10 @@ import (
 // for the blend weights.
 const DefaultPriorFolds = 5
 
+// PriorDeltaLimitSDs: the prior's distance from the specialist is clipped
+// at this many of its residual SDs (pipeline.PriorRegression.DeltaLimitDeg).
+const PriorDeltaLimitSDs = 3
+
 // FitC7Prior fits the C7 shape prior (pipeline.C7Prior) on the measured
 // hierarchical samples of a phantom set of its own (neither the validation
 // nor the test set):
@@ -26,6 +30,8 @@ const DefaultPriorFolds = 5
 //     prior predicted out of fold (folds: image i is in fold i mod folds), so
 //     that the weights see the prior's error on images it was not fitted
 //     on; they are clamped to [0, 1]. The weight for a visible C7 is 0.
+//     prior − specialist is clipped, as the pipeline clips it, at
+//     PriorDeltaLimitSDs times the prior's out-of-fold residual SD.
 //
 // Samples without the features (single-stage, rejected, not measurable) are
 // skipped. Same samples, same prior, bit for bit.
@@ -101,12 +107,17 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 				}
 			}
 		}
-		// Blend: r = y − image ≈ (wp·pp + wc·pc)·d, d = oof − image.
-		var A [2][2]float64
-		var b [2]float64
 		var ss float64
 		for i, r := range rows {
-			d := oof[i] - r.image[k]
+			ss += (r.y[k] - oof[i]) * (r.y[k] - oof[i])
+		}
+		reg.ResidualSDDeg = math.Sqrt(ss / float64(len(rows)))
+		reg.DeltaLimitDeg = PriorDeltaLimitSDs * reg.ResidualSDDeg
+		// Blend: r = y − image ≈ (wp·pp + wc·pc)·d, d = oof − image clipped.
+		var A [2][2]float64
+		var b [2]float64
+		for i, r := range rows {
+			d := reg.Clip(oof[i] - r.image[k])
 			z := [2]float64{r.p[1] * d, r.p[2] * d}
 			for a := range 2 {
 				for c := range 2 {
@@ -114,14 +125,12 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 				}
 				b[a] += z[a] * (r.y[k] - r.image[k])
 			}
-			ss += (r.y[k] - oof[i]) * (r.y[k] - oof[i])
 		}
 		bw, err := solve([][]float64{A[0][:], A[1][:]}, b[:])
 		if err != nil {
 			return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: blend weights: %w", err)
 		}
 		reg.Blend = [3]float64{0, clamp01(bw[0]), clamp01(bw[1])}
-		reg.ResidualSDDeg = math.Sqrt(ss / float64(len(rows)))
 	}
 	p.Fit = &pipeline.PriorFit{Images: len(rows), Folds: folds}
 	if err := p.Validate(); err != nil {

@@ -22,7 +22,11 @@ import (
 // them, and a blend weight per obscuration class: the pipeline moves each C7
 // endplate slope from the specialist's value toward the prediction by
 // weight·(prior − specialist), weight mixed from the specialist's
-// obscuration probabilities. The weight for a visible C7 is zero (the image
+// obscuration probabilities, with prior − specialist clipped to a limit (a
+// few of the prior's residual SDs): when the two disagree by more than the
+// prior's own scatter allows, one of them is broken (for example a global
+// stage that failed gives the prior nonsense inputs), and the prior may not
+// drag the measurement far; the review flag sees the disagreement. The weight for a visible C7 is zero (the image
 // is trusted), so the prior acts only as far as C7 is estimated to be hidden.
 // The disagreement between the prior and the specialist is also a review
 // feature (a specialist far from what the column above predicts is often
@@ -76,8 +80,11 @@ type PriorRegression struct {
 	// specialist's obscuration probabilities.
 	Blend [3]float64 `json:"blend"`
 	// ResidualSDDeg is the prediction's residual standard deviation on the
-	// fitting set (cross-validated), for information.
+	// fitting set (cross-validated).
 	ResidualSDDeg float64 `json:"residual_sd_deg"`
+	// DeltaLimitDeg clips prior − specialist before blending (degrees,
+	// positive): the prior moves a slope by at most the weight times this.
+	DeltaLimitDeg float64 `json:"delta_limit_deg"`
 }
 
 // PriorFit is the provenance of a C7Prior.
@@ -135,6 +142,9 @@ func (p *C7Prior) Validate() error {
 				errs = append(errs, fmt.Errorf("c7 prior %s: blend weight %v outside [0, 1]", r.name, w))
 			}
 		}
+		if !(r.r.DeltaLimitDeg > 0 && r.r.DeltaLimitDeg <= 180) {
+			errs = append(errs, fmt.Errorf("c7 prior %s: delta_limit_deg %v outside (0, 180]", r.name, r.r.DeltaLimitDeg))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -156,6 +166,11 @@ func (r *PriorRegression) weight(p [3]float64) float64 {
 		return 0
 	}
 	return (r.Blend[0]*p[0] + r.Blend[1]*p[1] + r.Blend[2]*p[2]) / s
+}
+
+// Clip limits a prior − specialist difference to ±DeltaLimitDeg.
+func (r *PriorRegression) Clip(d float64) float64 {
+	return math.Max(-r.DeltaLimitDeg, math.Min(r.DeltaLimitDeg, d))
 }
 
 // endplateSlopes returns the slopes of PriorInputs' endplates of lm.
@@ -212,7 +227,7 @@ func (p *C7Prior) apply(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Fa
 		o.prior[k] = e.r.predict(o.inputs)
 		o.weight[k] = e.r.weight(obscuration)
 		if o.weight[k] > 0 && !math.IsNaN(o.prior[k]) {
-			setEndplateSlope(lm, e.i, e.j, f, o.image[k]+o.weight[k]*(o.prior[k]-o.image[k]))
+			setEndplateSlope(lm, e.i, e.j, f, o.image[k]+o.weight[k]*e.r.Clip(o.prior[k]-o.image[k]))
 		}
 	}
 	return o

@@ -62,7 +62,7 @@ func TestSetEndplateSlope(t *testing.T) {
 func testPrior() *C7Prior {
 	coef := make([]float64, len(PriorInputs))
 	coef[len(coef)-1] = 1
-	r := PriorRegression{Coef: coef, Intercept: 4, Blend: [3]float64{0, 0.5, 1}}
+	r := PriorRegression{Coef: coef, Intercept: 4, Blend: [3]float64{0, 0.5, 1}, DeltaLimitDeg: 180}
 	return &C7Prior{Format: C7PriorFormat, Inputs: append([]string(nil), PriorInputs...), Inf: r, Sup: r}
 }
 
@@ -73,16 +73,23 @@ func TestC7PriorApply(t *testing.T) {
 		name     string
 		obsc     [3]float64
 		inf, sup float64
+		limit    float64
 	}{
-		{"visible: image kept", [3]float64{1, 0, 0}, 25, 23},
-		{"hidden: prior", [3]float64{0, 0, 1}, 24, 24},
-		{"partly hidden: halfway", [3]float64{0, 1, 0}, 24.5, 23.5},
-		{"mixed probabilities", [3]float64{0.5, 0.25, 0.25}, 25 + (0.125+0.25)*(24-25), 23 + (0.125+0.25)*(24-23)},
-		{"no estimate: image kept", [3]float64{0, 0, 0}, 25, 23},
+		{"hidden, clipped: at most the limit", [3]float64{0, 0, 1}, 24.6, 23.4, 0.4},
+		{"partly hidden, clipped", [3]float64{0, 1, 0}, 24.8, 23.2, 0.4},
+		{"visible: image kept", [3]float64{1, 0, 0}, 25, 23, 0},
+		{"hidden: prior", [3]float64{0, 0, 1}, 24, 24, 0},
+		{"partly hidden: halfway", [3]float64{0, 1, 0}, 24.5, 23.5, 0},
+		{"mixed probabilities", [3]float64{0.5, 0.25, 0.25}, 25 + (0.125+0.25)*(24-25), 23 + (0.125+0.25)*(24-23), 0},
+		{"no estimate: image kept", [3]float64{0, 0, 0}, 25, 23, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lm := spinePoints()
-			o := testPrior().apply(&lm, geometry.FacingLeft, tc.obsc)
+			p := testPrior()
+			if tc.limit > 0 {
+				p.Inf.DeltaLimitDeg, p.Sup.DeltaLimitDeg = tc.limit, tc.limit
+			}
+			o := p.apply(&lm, geometry.FacingLeft, tc.obsc)
 			if math.Abs(o.image[0]-25) > 1e-9 || math.Abs(o.image[1]-23) > 1e-9 || math.Abs(o.prior[0]-24) > 1e-9 || math.Abs(o.prior[1]-24) > 1e-9 {
 				t.Fatalf("image %v prior %v, want [25 23] [24 24]", o.image, o.prior)
 			}
@@ -129,6 +136,7 @@ func TestParseC7Prior(t *testing.T) {
 		{"coefficients", func(p *C7Prior) { p.Sup.Coef = p.Sup.Coef[:2] }, "coefficients"},
 		{"blend above 1", func(p *C7Prior) { p.Inf.Blend[2] = 1.5 }, "blend weight"},
 		{"negative blend", func(p *C7Prior) { p.Sup.Blend[1] = -0.1 }, "blend weight"},
+		{"no delta limit", func(p *C7Prior) { p.Inf.DeltaLimitDeg = 0 }, "delta_limit_deg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPrior()

@@ -77,7 +77,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	target := fs.Float64("target-recall", 0.95, "with --calibrate: share of large errors the flag must catch")
 	fitRisk := fs.String("fit-risk", "", "fit the C7 risk model on --data (a fitting set: neither validation nor test) and write the thresholds with it to FILE")
 	riskL2 := fs.Float64("risk-l2", 3, "with --fit-risk: L2 penalty on the standardised weights")
-	fitPrior := fs.Bool("fit-prior", false, "fit the C7 shape prior on --data (a fitting set of its own) and install it in the model directory as --model-version")
+	fitPrior := fs.Bool("fit-prior", false, "fit the C7 shape prior on --data (a fitting set of its own) and install it in the model directory as --model-version (from the models' run or --from-samples of it)")
 	modelVersion := fs.String("model-version", "", "with --fit-prior: the model set's new version (the prior changes measurements)")
 	samplesIn := fs.String("from-samples", "", "evaluate the samples a previous --samples run wrote (hierarchical, same --data) instead of running the models; review flags are recomputed with the current thresholds")
 	samplesOut := fs.String("samples", "", "also write every result with its truth and review features to FILE (JSON lines)")
@@ -107,8 +107,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *fitRisk != "" && (*single || *compare || *calibrate != "") {
 		return fmt.Errorf("%w: --fit-risk fits on the hierarchical mode alone; drop --single-stage/--compare/--calibrate", errUsage)
 	}
-	if *fitPrior && (*single || *compare || *calibrate != "" || *fitRisk != "" || *samplesIn != "") {
-		return fmt.Errorf("%w: --fit-prior fits on a fresh hierarchical run alone; drop --single-stage/--compare/--calibrate/--fit-risk/--from-samples", errUsage)
+	if *fitPrior && (*single || *compare || *calibrate != "" || *fitRisk != "") {
+		return fmt.Errorf("%w: --fit-prior fits on a hierarchical run alone; drop --single-stage/--compare/--calibrate/--fit-risk", errUsage)
 	}
 	if *fitPrior != (*modelVersion != "") {
 		return fmt.Errorf("%w: --fit-prior and --model-version go together", errUsage)
