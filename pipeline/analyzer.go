@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"regexp"
 	"slices"
@@ -95,6 +96,15 @@ func New(models Stages, cfg Config) (*Analyzer, error) {
 			return nil, fmt.Errorf("pipeline: model set %s %s: %w", a.info.Name, a.info.Version, err)
 		}
 		a.prior = p
+	}
+	if r := cfg.Thresholds.C7Risk; r != nil && a.prior == nil {
+		for _, name := range r.Features {
+			if slices.Contains(PriorRiskFeatureNames, name) {
+				slog.Warn("the review thresholds' C7 risk model uses the C7 shape prior, which this model set lacks: every hierarchical result will be flagged for review (c7_low_confidence); fit a prior (cspine eval --fit-prior) or a risk model without it",
+					"models", a.info.Name+" "+a.info.Version, "feature", name)
+				break
+			}
+		}
 	}
 	return a, nil
 }

@@ -31,6 +31,7 @@ type knownStages struct {
 	lastIn  stages.Input
 	mu      sync.Mutex
 	refined bool
+	noPrior bool // the model set has no C7 shape prior
 }
 
 func spinePoints() [geometry.NumLandmarks]geometry.Point {
@@ -54,8 +55,32 @@ func spinePoints() [geometry.NumLandmarks]geometry.Point {
 }
 
 func (k *knownStages) Info() stages.Info {
-	return stages.Info{Name: "known", Version: "0.0.1", Provider: "test"}
+	i := stages.Info{Name: "known", Version: "0.0.1", Provider: "test"}
+	if !k.noPrior {
+		i.C7Prior = agreeingPrior
+	}
+	return i
 }
+
+// agreeingPrior is the known spine's C7 shape prior: it predicts exactly
+// the known C7 slopes (C6 inferior + 5° and C6 superior + 4°) and is never
+// blended in, so measurements are those of the specialist and the prior's
+// distance features are 0 (the shipped risk model uses them).
+var agreeingPrior = func() []byte {
+	coef := func(k int) []float64 {
+		c := make([]float64, len(PriorInputs))
+		c[k] = 1
+		return c
+	}
+	p := C7Prior{Format: C7PriorFormat, Inputs: PriorInputs,
+		Inf: PriorRegression{Coef: coef(8), Intercept: 5, DeltaLimitDeg: 10},
+		Sup: PriorRegression{Coef: coef(7), Intercept: 4, DeltaLimitDeg: 10}}
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
 
 func (k *knownStages) Run(ctx context.Context, in stages.Input, hierarchical bool) (*stages.Output, error) {
 	k.mu.Lock()

@@ -152,7 +152,7 @@ func TestParseC7Prior(t *testing.T) {
 	}
 }
 
-// priorStages is knownStages with a C7 prior in its model set.
+// priorStages is knownStages with the given C7 prior in its model set.
 type priorStages struct {
 	*knownStages
 	prior []byte
@@ -171,7 +171,7 @@ func (p priorStages) Info() stages.Info {
 func TestAnalyzeAppliesPrior(t *testing.T) {
 	t.Parallel()
 	b, _ := json.Marshal(testPrior())
-	k := &knownStages{c7Conf: 0.8, obsc: [3]float64{0, 0, 1}, refined: true}
+	k := &knownStages{c7Conf: 0.8, obsc: [3]float64{0, 0, 1}, refined: true, noPrior: true}
 	path := testImage(t, pipelinetest.Image{})
 	ctx := context.Background()
 
@@ -220,5 +220,16 @@ func TestPriorRiskFeatures(t *testing.T) {
 	}
 	if math.Abs(x[0]-math.Log(3)) > 1e-12 || !math.IsNaN(x[1]) {
 		t.Fatalf("inputs %v, want [log 3, NaN]", x)
+	}
+}
+
+// BenchmarkC7PriorApply measures the prior on one result (nine slopes, two
+// predictions, two endplates turned): compare with BenchmarkAnalyze.
+func BenchmarkC7PriorApply(b *testing.B) {
+	p := testPrior()
+	ref := spinePoints()
+	for b.Loop() {
+		lm := ref
+		_ = p.apply(&lm, geometry.FacingLeft, [3]float64{0.1, 0.3, 0.6})
 	}
 }
