@@ -27,9 +27,12 @@ const PriorDeltaLimitSDs = 3
 //   - the blend weights for partial and complete obscuration are the least
 //     squares fit of truth − specialist on weight·(prior − specialist), the
 //     weight mixed by the specialist's obscuration probabilities, with the
-//     prior predicted out of fold (folds: image i is in fold i mod folds), so
+//     prior predicted out of fold (folds: the i-th usable sample is in
+//     fold i mod folds), so
 //     that the weights see the prior's error on images it was not fitted
-//     on; they are clamped to [0, 1]. The weight for a visible C7 is 0.
+//     on; they are constrained to [0, 1] (box-constrained least squares),
+//     and a class with less than PriorMinClassImages of probability mass
+//     keeps weight 0. The weight for a visible C7 is 0.
 //     prior − specialist is clipped, as the pipeline clips it, at
 //     PriorDeltaLimitSDs times the prior's out-of-fold residual SD.
 //
@@ -126,17 +129,63 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 				b[a] += z[a] * (r.y[k] - r.image[k])
 			}
 		}
-		bw, err := solve([][]float64{A[0][:], A[1][:]}, b[:])
-		if err != nil {
-			return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: blend weights: %w", err)
+		var mass [2]float64
+		for _, r := range rows {
+			mass[0] += r.p[1]
+			mass[1] += r.p[2]
 		}
-		reg.Blend = [3]float64{0, clamp01(bw[0]), clamp01(bw[1])}
+		bw := boxLeastSquares(A, b, [2]bool{mass[0] >= PriorMinClassImages, mass[1] >= PriorMinClassImages})
+		reg.Blend = [3]float64{0, bw[0], bw[1]}
 	}
 	p.Fit = &pipeline.PriorFit{Images: len(rows), Folds: folds}
 	if err := p.Validate(); err != nil {
 		return pipeline.C7Prior{}, errors.Join(errors.New("fit c7 prior: the fitted prior is invalid"), err)
 	}
 	return p, nil
+}
+
+// PriorMinClassImages: a blend weight is fitted only for an obscuration
+// class with at least this much probability mass in the fitting set (about
+// as many images); otherwise it is 0.
+const PriorMinClassImages = 20
+
+// boxLeastSquares minimises wᵀAw − 2bᵀw over w in [0, 1]² (a least-squares
+// fit with normal equations A w = b), with w[c] held at 0 where free[c] is
+// false. A convex quadratic's minimum over a box lies at the unconstrained
+// minimum, on an edge (the one-dimensional minimum there, clamped) or at a
+// corner; every such candidate is tried.
+func boxLeastSquares(A [2][2]float64, b [2]float64, free [2]bool) [2]float64 {
+	obj := func(w [2]float64) float64 {
+		return w[0]*w[0]*A[0][0] + 2*w[0]*w[1]*A[0][1] + w[1]*w[1]*A[1][1] - 2*(w[0]*b[0]+w[1]*b[1])
+	}
+	var cands [][2]float64
+	if x, err := solve([][]float64{A[0][:], A[1][:]}, b[:]); err == nil {
+		cands = append(cands, [2]float64{x[0], x[1]})
+	}
+	for c := range 2 {
+		o := 1 - c
+		for _, v := range []float64{0, 1} {
+			w := [2]float64{}
+			w[o] = v
+			if A[c][c] > 0 {
+				w[c] = clamp01((b[c] - A[c][o]*v) / A[c][c])
+			}
+			cands = append(cands, w)
+		}
+	}
+	best, bestObj := [2]float64{}, obj([2]float64{})
+	for _, w := range cands {
+		ok := true
+		for c := range 2 {
+			if w[c] < 0 || w[c] > 1 || math.IsNaN(w[c]) || (!free[c] && w[c] != 0) {
+				ok = false
+			}
+		}
+		if v := obj(w); ok && v < bestObj {
+			best, bestObj = w, v
+		}
+	}
+	return best
 }
 
 func clamp01(v float64) float64 {

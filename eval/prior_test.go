@@ -118,3 +118,30 @@ func TestFitC7PriorErrors(t *testing.T) {
 		t.Fatalf("one fold: err = %v", err)
 	}
 }
+
+func TestBoxLeastSquares(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		A    [2][2]float64
+		b    [2]float64
+		free [2]bool
+		want [2]float64
+	}{
+		{"interior", [2][2]float64{{1, 0}, {0, 1}}, [2]float64{0.3, 0.6}, [2]bool{true, true}, [2]float64{0.3, 0.6}},
+		{"both above 1", [2][2]float64{{1, 0}, {0, 1}}, [2]float64{2, 3}, [2]bool{true, true}, [2]float64{1, 1}},
+		// Unconstrained (1.4, 0.2); clamping each alone gives (1, 0.2), the
+		// box minimum is on the edge w0 = 1 at w1 = 0.4.
+		{"correlated, refit on the edge", [2][2]float64{{1, 0.5}, {0.5, 1}}, [2]float64{1.5, 0.9}, [2]bool{true, true}, [2]float64{1, 0.4}},
+		{"class held at 0", [2][2]float64{{1, 0}, {0, 1}}, [2]float64{0.3, 0.6}, [2]bool{true, false}, [2]float64{0.3, 0}},
+		{"no data for a class (singular)", [2][2]float64{{1, 0}, {0, 0}}, [2]float64{0.4, 0}, [2]bool{true, true}, [2]float64{0.4, 0}},
+		{"negative", [2][2]float64{{1, 0}, {0, 1}}, [2]float64{-0.3, 0.5}, [2]bool{true, true}, [2]float64{0, 0.5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := boxLeastSquares(tc.A, tc.b, tc.free)
+			if math.Abs(got[0]-tc.want[0]) > 1e-12 || math.Abs(got[1]-tc.want[1]) > 1e-12 {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -165,7 +165,7 @@ func (r *PriorRegression) weight(p [3]float64) float64 {
 	if !(s > 0) {
 		return 0
 	}
-	return (r.Blend[0]*p[0] + r.Blend[1]*p[1] + r.Blend[2]*p[2]) / s
+	return math.Max(0, math.Min(1, (r.Blend[0]*p[0]+r.Blend[1]*p[1]+r.Blend[2]*p[2])/s))
 }
 
 // Clip limits a prior − specialist difference to ±DeltaLimitDeg.

@@ -214,23 +214,70 @@ func TestEvalCommand(t *testing.T) {
 	if th, err := pipeline.LoadThresholds(cal); err != nil || th.C7Risk == nil || th.C7Risk.MinRisk > 1 {
 		t.Fatalf("calibrated thresholds: %v %+v", err, th.C7Risk)
 	}
-	// --fit-prior: needs --model-version and a hierarchical run alone;
-	// this small set has too few images to fit one, which is a clear error
-	// that leaves the model directory alone.
+	// --fit-prior: needs --model-version (a new one) and a hierarchical run
+	// alone; this small set has too few images to fit a prior, which is a
+	// clear error that leaves the model directory as it was. Run on a copy
+	// of the models, never on the repository's.
+	mdir := copyDir(t, filepath.Join(pipelinetest.RepoRoot(t), "refmodels"))
+	margs := modelArgs(t)
+	margs[1] = mdir
+	manifest := readFile(t, filepath.Join(mdir, "manifest.json"))
+	var cur struct{ Version string }
+	if err := json.Unmarshal([]byte(manifest), &cur); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range [][]string{{"--fit-prior"}, {"--model-version", "9.9"}, {"--fit-prior", "--model-version", "9.9", "--compare"},
-		{"--fit-prior", "--model-version", "9.9", "--calibrate", cal}} {
-		if code, _, stderr := runCmd(t, append(append([]string{"eval", "--data", dir}, bad...), modelArgs(t)...)...); code != 2 {
+		{"--fit-prior", "--model-version", "9.9", "--calibrate", cal}, {"--fit-prior", "--model-version", cur.Version}} {
+		if code, _, stderr := runCmd(t, append(append([]string{"eval", "--data", dir}, bad...), margs...)...); code != 2 {
 			t.Errorf("eval %v: exit %d %s, want a usage error", bad, code, stderr)
 		}
 	}
-	if code, _, stderr := runCmd(t, append([]string{"eval", "--data", dir, "--fit-prior", "--model-version", "9.9"}, modelArgs(t)...)...); code != 1 || !strings.Contains(stderr, "usable samples") {
+	prior := filepath.Join(t.TempDir(), "prior-samples.jsonl")
+	if code, _, stderr := runCmd(t, append([]string{"eval", "--data", dir, "--fit-prior", "--model-version", "9.9", "--samples", prior}, margs...)...); code != 1 || !strings.Contains(stderr, "usable samples") {
 		t.Errorf("--fit-prior on a small set: exit %d %s", code, stderr)
+	}
+	if got := readFile(t, filepath.Join(mdir, "manifest.json")); got != manifest {
+		t.Error("a failed --fit-prior changed the manifest")
+	}
+	if readFile(t, prior) == "" {
+		t.Error("a failed --fit-prior lost the run's --samples")
+	}
+	// Samples of other models are refused.
+	other := strings.ReplaceAll(readFile(t, prior), `"version":"`+cur.Version+`"`, `"version":"0.0.0-other"`)
+	if err := os.WriteFile(prior, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCmd(t, append([]string{"eval", "--data", dir, "--from-samples", prior}, margs...)...); code != 1 || !strings.Contains(stderr, "measured by models") {
+		t.Errorf("samples of other models: exit %d %s", code, stderr)
 	}
 	// A set with one class only cannot be fitted.
 	args = append([]string{"eval", "--data", dir, "--fit-risk", fitted}, modelArgs(t)...)
 	if code, _, stderr := runCmd(t, append(args, "--large-error-deg", "1000")...); code != 1 || !strings.Contains(stderr, "with and without a large error") {
 		t.Errorf("--fit-risk on one class: exit %d %s", code, stderr)
 	}
+}
+
+// copyDir copies the regular files of dir into a new temporary directory.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 func readFile(t *testing.T, path string) string {

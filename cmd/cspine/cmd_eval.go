@@ -50,7 +50,7 @@ stage disagreement and the C7 obscuration thresholds.
 slopes predicted from the endplates above, blended into the specialist's as
 far as C7 is estimated to be hidden) on DIR, which must be a phantom set of
 its own, and installs it in the model directory being evaluated
-(c7_prior.json, recorded with its sha256 in manifest.json) as the new model
+(c7_prior-VERSION.json, recorded with its sha256 in manifest.json) as the new model
 version --model-version: the prior changes measurements. Fit it after the
 models, then the risk model (--fit-risk), then calibrate.
 
@@ -131,6 +131,10 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer models.Close()
+	info := models.Info()
+	if *fitPrior && *modelVersion == info.Version {
+		return fmt.Errorf("%w: --model-version %s is the models' current version; a prior changes measurements, give a new one", errUsage, *modelVersion)
+	}
 
 	modes := []bool{*single}
 	if *compare {
@@ -140,7 +144,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var sampleSets [][]eval.Sample
 	for _, ss := range modes {
 		if *samplesIn != "" {
-			samples, err := readSamples(*samplesIn, truth)
+			samples, err := readSamples(*samplesIn, truth, info)
 			if err != nil {
 				return err
 			}
@@ -158,18 +162,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		sampleSets = append(sampleSets, samples)
 	}
 
-	if *fitPrior {
-		if err := installPrior(stdout, sampleSets[0], models.Info(), *data, *modelVersion, args); err != nil {
-			return err
-		}
-	}
-
 	if *fitRisk != "" {
-		rm, err := eval.FitRisk(sampleSets[0], pipeline.DefaultRiskFeatures(models.Info().C7Prior != nil), *riskL2, *largeDeg)
+		rm, err := eval.FitRisk(sampleSets[0], pipeline.DefaultRiskFeatures(info.C7Prior != nil), *riskL2, *largeDeg)
 		if err != nil {
 			return err
 		}
-		info := models.Info()
 		rm.Fit.Data, rm.Fit.Command, rm.Fit.ModelVersion = *data, "cspine eval "+strings.Join(args, " "), info.Name+" "+info.Version
 		th := *an.Config().Thresholds
 		th.C7Risk = &rm
@@ -185,7 +182,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		info := models.Info()
 		th := cal.Thresholds
 		th.Calibration = &pipeline.Calibration{
 			Data: *data, Mode: result.ModeHierarchical, Images: cal.Measured, LargeErrors: cal.LargeErrors,
@@ -220,6 +216,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *samplesOut != "" {
 		if err := writeSamples(*samplesOut, sampleSets); err != nil {
+			return err
+		}
+	}
+	if *fitPrior { // after the samples are safe: a failed install loses no run
+		if err := installPrior(stdout, sampleSets[0], info, *data, *modelVersion, args); err != nil {
 			return err
 		}
 	}
@@ -284,11 +285,12 @@ func writeThresholds(path string, th pipeline.Thresholds) error {
 }
 
 // readSamples reads what writeSamples wrote for one hierarchical run: a
-// sample per image of the truth, in its order. The truth is the one just
+// sample per image of the truth, in its order, measured by the loaded
+// models (name and version). The truth is the one just
 // read from DIR, not the file's copy; results must be hierarchical and
 // carry every review feature this binary computes (a file from an older
 // binary lacks some, and zeros would pass for measurements).
-func readSamples(path string, truth []result.Truth) ([]eval.Sample, error) {
+func readSamples(path string, truth []result.Truth, info stages.Info) ([]eval.Sample, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read samples: %w", err)
@@ -313,6 +315,10 @@ func readSamples(path string, truth []result.Truth) ([]eval.Sample, error) {
 		if s.Result.Status == result.StatusOK {
 			if s.Result.Model == nil || s.Result.Model.Mode != result.ModeHierarchical {
 				return nil, fmt.Errorf("read samples %s: sample %d is not a hierarchical result", path, len(out)+1)
+			}
+			if s.Result.Model.Name != info.Name || s.Result.Model.Version != info.Version {
+				return nil, fmt.Errorf("read samples %s: sample %d was measured by models %s %s, the loaded models are %s %s",
+					path, len(out)+1, s.Result.Model.Name, s.Result.Model.Version, info.Name, info.Version)
 			}
 			for _, k := range featureKeys {
 				if _, ok := raw.Features[k]; !ok {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 
 	"github.com/cspine/cspine/pipeline/result"
@@ -146,10 +147,12 @@ func VerifyFile(path, want string) error {
 }
 
 // SetC7Prior writes content as the C7 shape prior file of the model
-// directory dir (c7_prior.json), records it with its sha256 in dir's
+// directory dir (c7_prior-VERSION.json), records it with its sha256 in dir's
 // manifest and sets the manifest's version: a prior changes measurements,
 // so the model set becomes a new version. Every other field of the manifest
-// is kept as written, in its order.
+// is kept as written, in its order. Both files are replaced atomically, the
+// manifest last, and a previous prior file is removed after: an interrupted
+// call leaves the old, consistent model set.
 func SetC7Prior(dir string, content []byte, version string) error {
 	if version == "" {
 		return errors.New("set c7 prior: a new model version is required")
@@ -161,7 +164,12 @@ func SetC7Prior(dir string, content []byte, version string) error {
 	if version == m.Version {
 		return fmt.Errorf("set c7 prior: version %s is the current one; a prior changes measurements, give a new version", version)
 	}
-	const name = "c7_prior.json"
+	if !versionName.MatchString(version) {
+		return fmt.Errorf("set c7 prior: version %q: use letters, digits, '.', '_' and '-' only", version)
+	}
+	// A file name of its own per version: until the manifest is replaced,
+	// the old manifest and the old prior file stay consistent.
+	name := "c7_prior-" + version + ".json"
 	sum := sha256.Sum256(content)
 	spec, err := json.Marshal(FileSpec{File: name, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(content))})
 	if err != nil {
@@ -196,11 +204,48 @@ func SetC7Prior(dir string, content []byte, version string) error {
 	if err := check.Validate(); err != nil {
 		return fmt.Errorf("set c7 prior: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, name), content); err != nil {
 		return fmt.Errorf("set c7 prior: %w", err)
 	}
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+	if err := writeFileAtomic(path, out.Bytes()); err != nil {
 		return fmt.Errorf("set c7 prior: %w", err)
+	}
+	if old := m.Stages.C7Prior; old != nil && old.File != name {
+		if err := os.Remove(filepath.Join(dir, old.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("set c7 prior: installed, but the previous prior file stays: %w", err)
+		}
+	}
+	return nil
+}
+
+// versionName is what a model version may contain (it names a file).
+var versionName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// writeFileAtomic writes content to a temporary file beside path, syncs it
+// and renames it over path, so that path holds either the old or the new
+// content, never a part.
+func writeFileAtomic(path string, content []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

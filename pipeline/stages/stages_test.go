@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -485,6 +486,9 @@ func TestSetC7Prior(t *testing.T) {
 	if err := SetC7Prior(dir, content, ""); err == nil {
 		t.Fatal("empty version accepted")
 	}
+	if err := SetC7Prior(dir, content, "../x"); err == nil || !strings.Contains(err.Error(), "letters, digits") {
+		t.Fatalf("version with a path: err = %v", err)
+	}
 	if err := SetC7Prior(dir, content, "9.9.9-test"); err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +497,7 @@ func TestSetC7Prior(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(content)
-	if p := after.Stages.C7Prior; after.Version != "9.9.9-test" || p == nil || p.File != "c7_prior.json" || p.SHA256 != hex.EncodeToString(sum[:]) || p.Bytes != int64(len(content)) {
+	if p := after.Stages.C7Prior; after.Version != "9.9.9-test" || p == nil || p.File != "c7_prior-9.9.9-test.json" || p.SHA256 != hex.EncodeToString(sum[:]) || p.Bytes != int64(len(content)) {
 		t.Fatalf("manifest after: version %s, prior %+v", after.Version, after.Stages.C7Prior)
 	}
 	// Every other field as it was (compared as generic JSON).
@@ -522,7 +526,42 @@ func TestSetC7Prior(t *testing.T) {
 	if !bytes.Equal(got, content) {
 		t.Fatalf("Info().C7Prior = %q", got)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "c7_prior.json"), []byte(`{"format":"tampered"}`+"\n"), 0o644); err != nil {
+	// The previous prior file (the shipped set's, if it has one) is gone.
+	if old := before.Stages.C7Prior; old != nil {
+		if _, err := os.Stat(filepath.Join(dir, old.File)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("previous prior %s: %v, want removed", old.File, err)
+		}
+	}
+	// Members keep their order: the top level's and the stages' keys as
+	// before, c7_prior last if it is new.
+	order := func(b []byte) (top, st []string) {
+		o, err := readObject(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := readObject(o.get("stages"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.keys, s.keys
+	}
+	origRaw, err := os.ReadFile(filepath.Join(refDir, ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newRaw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top0, st0 := order(origRaw)
+	top1, st1 := order(newRaw)
+	if !slices.Contains(st0, "c7_prior") {
+		st0 = append(st0, "c7_prior")
+	}
+	if !slices.Equal(top0, top1) || !slices.Equal(st0, st1) {
+		t.Fatalf("member order changed: %v %v → %v %v", top0, st0, top1, st1)
+	}
+	if err := os.WriteFile(filepath.Join(dir, after.Stages.C7Prior.File), []byte(`{"format":"tampered"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(Config{ModelDir: dir}); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "c7_prior") {
