@@ -22,8 +22,10 @@ const PriorDeltaLimitSDs = 3
 // nor the test set):
 //
 //   - each C7 endplate's slope is regressed (ordinary least squares with an
-//     intercept) on the nine endplate slopes above as the pipeline measured
-//     them (Features.EndplateSlopesDeg), against the ground truth;
+//     intercept) on every column input as the pipeline measured it
+//     (pipeline.PriorInputs: Features.EndplateSlopesDeg and
+//     ColumnDirectionsDeg) and on the specialist's slope of the other C7
+//     endplate, against the ground truth;
 //   - the blend weights for partial and complete obscuration are the least
 //     squares fit of truth − specialist on weight·(prior − specialist), the
 //     weight mixed by the specialist's obscuration probabilities, with the
@@ -42,9 +44,10 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 	if folds < 2 {
 		return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: %d folds, need at least 2", folds)
 	}
-	n := len(pipeline.PriorInputs)
+	nIn := len(pipeline.PriorInputs)
+	n := nIn + 1 // and the other endplate's slope
 	type row struct {
-		x     []float64  // inputs and 1
+		x     [2][]float64 // per endplate: inputs, the other endplate's image slope, 1
 		y     [2]float64 // truth inferior, superior
 		image [2]float64 // specialist
 		p     [3]float64 // obscuration probabilities, normalised
@@ -53,16 +56,19 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 	for _, s := range samples {
 		f := &s.Features
 		if s.Result.Status != result.StatusOK || !s.Truth.Measurable || s.Truth.Parameters == nil ||
-			len(f.EndplateSlopesDeg) != n || s.Result.Model == nil || s.Result.Model.Mode != result.ModeHierarchical {
+			len(f.EndplateSlopesDeg) != len(pipeline.PriorSlopeInputs) || len(f.ColumnDirectionsDeg) != len(pipeline.PriorDirectionInputs) ||
+			s.Result.Model == nil || s.Result.Model.Mode != result.ModeHierarchical {
 			continue
 		}
 		ps := f.C7Obscuration[0] + f.C7Obscuration[1] + f.C7Obscuration[2]
 		if !(ps > 0) {
 			continue
 		}
-		r := row{x: append(append([]float64(nil), f.EndplateSlopesDeg...), 1),
-			y:     [2]float64{s.Truth.Parameters.C7SlopeDeg, s.Truth.Parameters.C7SupSlopeDeg},
-			image: f.C7ImageSlopesDeg}
+		in := append(append([]float64(nil), f.EndplateSlopesDeg...), f.ColumnDirectionsDeg...)
+		r := row{y: [2]float64{s.Truth.Parameters.C7SlopeDeg, s.Truth.Parameters.C7SupSlopeDeg}, image: f.C7ImageSlopesDeg}
+		for k := range 2 {
+			r.x[k] = append(append(append([]float64(nil), in...), f.C7ImageSlopesDeg[1-k]), 1)
+		}
 		for k := range 3 {
 			r.p[k] = f.C7Obscuration[k] / ps
 		}
@@ -82,11 +88,12 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 			if !use(i) {
 				continue
 			}
-			for a := range r.x {
-				for c := range r.x {
-					A[a][c] += r.x[a] * r.x[c]
+			x := r.x[k]
+			for a := range x {
+				for c := range x {
+					A[a][c] += x[a] * x[c]
 				}
-				b[a] += r.x[a] * r.y[k]
+				b[a] += x[a] * r.y[k]
 			}
 		}
 		return solve(A, b)
@@ -97,7 +104,7 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 		if err != nil {
 			return pipeline.C7Prior{}, fmt.Errorf("fit c7 prior: %w", err)
 		}
-		reg.Coef, reg.Intercept = w[:n], w[n]
+		reg.Coef, reg.OtherCoef, reg.Intercept = w[:nIn], w[nIn], w[n]
 		oof := make([]float64, len(rows))
 		for fold := range folds {
 			wf, err := ols(k, func(i int) bool { return i%folds != fold })
@@ -106,7 +113,7 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 			}
 			for i, r := range rows {
 				if i%folds == fold {
-					oof[i] = dot(wf, r.x)
+					oof[i] = dot(wf, r.x[k])
 				}
 			}
 		}

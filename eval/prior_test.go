@@ -19,11 +19,11 @@ func priorSamples(n int, priorSD float64, imageSD [2]float64, seed uint64) []Sam
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var out []Sample
 	for i := range n {
-		x := make([]float64, len(pipeline.PriorInputs))
+		x := make([]float64, len(pipeline.PriorInputs)) // slopes, then directions
 		for k := range x {
 			x[k] = 10*rng.NormFloat64() + float64(k)
 		}
-		inf := 2 + 0.6*x[8] + 0.3*x[6] - 0.1*x[0] + priorSD*rng.NormFloat64()
+		inf := 2 + 0.6*x[8] + 0.3*x[6] - 0.1*x[0] + 0.2*x[10] + priorSD*rng.NormFloat64()
 		sup := -1 + 0.5*x[7] + 0.4*x[5] + priorSD*rng.NormFloat64()
 		grade := i % 3
 		sd := []float64{0.3, imageSD[0], imageSD[1]}[grade]
@@ -33,7 +33,7 @@ func priorSamples(n int, priorSD float64, imageSD [2]float64, seed uint64) []Sam
 			Truth: result.Truth{Measurable: true, Parameters: &result.Parameters{C7SlopeDeg: inf, C7SupSlopeDeg: sup}},
 			Result: result.Result{Status: result.StatusOK, Model: &result.Model{Mode: result.ModeHierarchical},
 				Parameters: &result.Parameters{}},
-			Features: pipeline.Features{EndplateSlopesDeg: x, C7Obscuration: obsc,
+			Features: pipeline.Features{EndplateSlopesDeg: x[:9], ColumnDirectionsDeg: x[9:], C7Obscuration: obsc,
 				C7ImageSlopesDeg: [2]float64{inf + sd*rng.NormFloat64(), sup + sd*rng.NormFloat64()}},
 		})
 	}
@@ -42,7 +42,7 @@ func priorSamples(n int, priorSD float64, imageSD [2]float64, seed uint64) []Sam
 		Sample{Truth: result.Truth{Measurable: true}, Result: result.Result{Status: result.StatusRejected}},
 		Sample{Truth: result.Truth{Measurable: true, Parameters: &result.Parameters{C7SlopeDeg: 1e6}},
 			Result:   result.Result{Status: result.StatusOK, Model: &result.Model{Mode: result.ModeSingleStage}},
-			Features: pipeline.Features{EndplateSlopesDeg: make([]float64, 9), C7Obscuration: [3]float64{0, 0, 1}}},
+			Features: pipeline.Features{EndplateSlopesDeg: make([]float64, 9), ColumnDirectionsDeg: make([]float64, 4), C7Obscuration: [3]float64{0, 0, 1}}},
 	)
 	return out
 }
@@ -57,12 +57,17 @@ func TestFitC7Prior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInf := map[int]float64{8: 0.6, 6: 0.3, 0: -0.1}
+	wantInf := map[int]float64{8: 0.6, 6: 0.3, 0: -0.1, 10: 0.2}
 	wantSup := map[int]float64{7: 0.5, 5: 0.4}
 	for k := range pipeline.PriorInputs {
-		if math.Abs(p.Inf.Coef[k]-wantInf[k]) > 0.01 || math.Abs(p.Sup.Coef[k]-wantSup[k]) > 0.01 {
+		if math.Abs(p.Inf.Coef[k]-wantInf[k]) > 0.03 || math.Abs(p.Sup.Coef[k]-wantSup[k]) > 0.03 {
 			t.Fatalf("coefficient %d: inferior %v (want %v), superior %v (want %v)", k, p.Inf.Coef[k], wantInf[k], p.Sup.Coef[k], wantSup[k])
 		}
+	}
+	// Each endplate here depends on the column alone: the other endplate's
+	// slope, a noisy copy of its own truth, earns no weight.
+	if math.Abs(p.Inf.OtherCoef) > 0.06 || math.Abs(p.Sup.OtherCoef) > 0.06 {
+		t.Fatalf("other-endplate coefficients %v %v, want about 0", p.Inf.OtherCoef, p.Sup.OtherCoef)
 	}
 	if math.Abs(p.Inf.Intercept-2) > 0.1 || math.Abs(p.Sup.Intercept+1) > 0.1 {
 		t.Fatalf("intercepts %v %v, want 2 −1", p.Inf.Intercept, p.Sup.Intercept)

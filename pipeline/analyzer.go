@@ -397,6 +397,7 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 func (a *Analyzer) applyPrior(lm *[geometry.NumLandmarks]geometry.Point, facing geometry.Facing, obscuration [3]float64, f *Features) {
 	if a.prior == nil {
 		f.EndplateSlopesDeg = endplateSlopes(lm, facing)
+		f.ColumnDirectionsDeg = columnDirections(lm, facing)
 		f.C7ImageSlopesDeg = [2]float64{
 			geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], facing),
 			geometry.EndplateSlope(lm[geometry.SupAnt(7)], lm[geometry.SupPost(7)], facing),
@@ -404,7 +405,7 @@ func (a *Analyzer) applyPrior(lm *[geometry.NumLandmarks]geometry.Point, facing 
 		return
 	}
 	o := a.prior.apply(lm, facing, obscuration)
-	f.EndplateSlopesDeg, f.C7ImageSlopesDeg = o.inputs, o.image
+	f.EndplateSlopesDeg, f.ColumnDirectionsDeg, f.C7ImageSlopesDeg = o.slopes, o.dirs, o.image
 	delta := func(k int) float64 {
 		d := math.Abs(o.prior[k] - o.image[k])
 		if math.IsNaN(d) || math.IsInf(d, 0) {

@@ -17,9 +17,13 @@ import (
 // are visible, and the shape of the column predicts much of C7's tilt: this
 // is the paper's argument for locating C7 from the vertebrae above it,
 // carried from C7's position to its endplates. C7Prior is a linear model of
-// the C7 inferior and superior endplate slopes from the nine endplate slopes
-// above (C2 inferior, C3–C6 superior and inferior) as the pipeline measures
-// them, and a blend weight per obscuration class: the pipeline moves each C7
+// each C7 endplate's slope from the column above as the pipeline measures it
+// (the nine endplate slopes C2 inferior, C3–C6 superior and inferior, and
+// the directions of the four segments joining the C2 inferior endplate and
+// the C3–C6 body centres) and from the specialist's slope of the other C7
+// endplate (a vertebral body's two endplates are close to parallel, and one
+// is often less hidden than the other), and a blend weight per obscuration
+// class: the pipeline moves each C7
 // endplate slope from the specialist's value toward the prediction by
 // weight·(prior − specialist), weight mixed from the specialist's
 // obscuration probabilities, with prior − specialist clipped to a limit (a
@@ -39,11 +43,23 @@ import (
 // prior is part of the model set (manifest stage "c7_prior", sha256 checked),
 // because it changes measurements.
 
-// PriorInputs names the endplates whose slopes the prior reads, in order.
-var PriorInputs = []string{"C2_inf", "C3_sup", "C3_inf", "C4_sup", "C4_inf", "C5_sup", "C5_inf", "C6_sup", "C6_inf"}
+// PriorSlopeInputs name the endplates whose slopes the prior may read, and
+// PriorDirectionInputs the column segments whose directions it may read:
+// from the C2 inferior endplate's midpoint to the C3 body centre, then from
+// body centre to body centre down to C6 (a body centre is the mean of its
+// four corners; a direction is the segment's angle from the image vertical,
+// positive toward anterior, in degrees).
+var (
+	PriorSlopeInputs     = []string{"C2_inf", "C3_sup", "C3_inf", "C4_sup", "C4_inf", "C5_sup", "C5_inf", "C6_sup", "C6_inf"}
+	PriorDirectionInputs = []string{"C2C3_dir", "C3C4_dir", "C4C5_dir", "C5C6_dir"}
+)
+
+// PriorInputs are every input a prior may read, slopes then directions: what
+// `cspine eval --fit-prior` fits on.
+var PriorInputs = append(append([]string(nil), PriorSlopeInputs...), PriorDirectionInputs...)
 
 // priorPairs are the landmark indices (anterior, posterior label) of
-// PriorInputs.
+// PriorSlopeInputs.
 var priorPairs = func() [][2]int {
 	p := [][2]int{{geometry.C2InfAnt, geometry.C2InfPost}}
 	for n := 3; n <= 6; n++ {
@@ -52,11 +68,21 @@ var priorPairs = func() [][2]int {
 	return p
 }()
 
+// priorInputIndex is each input's position in PriorInputs.
+var priorInputIndex = func() map[string]int {
+	m := make(map[string]int, len(PriorInputs))
+	for i, n := range PriorInputs {
+		m[n] = i
+	}
+	return m
+}()
+
 // C7Prior predicts the C7 endplate slopes from the endplates above and says
 // how far to trust the prediction per obscuration class.
 type C7Prior struct {
 	Format string `json:"format"`
-	// Inputs must equal PriorInputs.
+	// Inputs are the column inputs read (names of PriorInputs, each once),
+	// in the order of the regressions' Coef.
 	Inputs []string `json:"inputs"`
 	// Inf and Sup predict the C7 inferior and superior endplate slopes
 	// (degrees) from the input slopes (degrees).
@@ -71,9 +97,12 @@ const C7PriorFormat = "cspine-c7-prior/1"
 
 // PriorRegression is one endplate's linear prediction and blend weights.
 type PriorRegression struct {
-	// Coef are the input slopes' coefficients (len(Inputs)); Intercept in
-	// degrees.
+	// Coef are the inputs' coefficients (len(Inputs)); OtherCoef is the
+	// coefficient of the specialist's slope of the other C7 endplate (the
+	// superior one for the inferior endplate and vice versa; 0: not read);
+	// Intercept in degrees.
 	Coef      []float64 `json:"coef"`
+	OtherCoef float64   `json:"c7_other_coef"`
 	Intercept float64   `json:"intercept"`
 	// Blend is the prior's weight for C7 obscuration none, partial and
 	// complete, each in [0, 1]; the weight applied is their mix by the
@@ -115,24 +144,24 @@ func (p *C7Prior) Validate() error {
 	if p.Format != C7PriorFormat {
 		errs = append(errs, fmt.Errorf("c7 prior: format %q, want %q", p.Format, C7PriorFormat))
 	}
-	if len(p.Inputs) != len(PriorInputs) {
-		errs = append(errs, fmt.Errorf("c7 prior: inputs %v, want %v", p.Inputs, PriorInputs))
-	} else {
-		for i := range p.Inputs {
-			if p.Inputs[i] != PriorInputs[i] {
-				errs = append(errs, fmt.Errorf("c7 prior: inputs %v, want %v", p.Inputs, PriorInputs))
-				break
-			}
+	if len(p.Inputs) == 0 {
+		errs = append(errs, errors.New("c7 prior: no inputs"))
+	}
+	seen := map[string]bool{}
+	for _, n := range p.Inputs {
+		if _, ok := priorInputIndex[n]; !ok || seen[n] {
+			errs = append(errs, fmt.Errorf("c7 prior: input %q unknown or repeated (inputs are names of %v)", n, PriorInputs))
 		}
+		seen[n] = true
 	}
 	for _, r := range []struct {
 		name string
 		r    *PriorRegression
 	}{{"c7_inf", &p.Inf}, {"c7_sup", &p.Sup}} {
-		if len(r.r.Coef) != len(PriorInputs) {
-			errs = append(errs, fmt.Errorf("c7 prior %s: %d coefficients, want %d", r.name, len(r.r.Coef), len(PriorInputs)))
+		if len(r.r.Coef) != len(p.Inputs) {
+			errs = append(errs, fmt.Errorf("c7 prior %s: %d coefficients, want %d", r.name, len(r.r.Coef), len(p.Inputs)))
 		}
-		for _, v := range append([]float64{r.r.Intercept}, r.r.Coef...) {
+		for _, v := range append([]float64{r.r.Intercept, r.r.OtherCoef}, r.r.Coef...) {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				errs = append(errs, fmt.Errorf("c7 prior %s: coefficient %v not finite", r.name, v))
 			}
@@ -149,9 +178,10 @@ func (p *C7Prior) Validate() error {
 	return errors.Join(errs...)
 }
 
-// predict is the regression's value for the input slopes.
-func (r *PriorRegression) predict(x []float64) float64 {
-	v := r.Intercept
+// predict is the regression's value for the inputs x (in Inputs' order)
+// and the specialist's slope of the other C7 endplate.
+func (r *PriorRegression) predict(x []float64, other float64) float64 {
+	v := r.Intercept + r.OtherCoef*other
 	for i, c := range r.Coef {
 		v += c * x[i]
 	}
@@ -173,11 +203,34 @@ func (r *PriorRegression) Clip(d float64) float64 {
 	return math.Max(-r.DeltaLimitDeg, math.Min(r.DeltaLimitDeg, d))
 }
 
-// endplateSlopes returns the slopes of PriorInputs' endplates of lm.
+// endplateSlopes returns the slopes of PriorSlopeInputs' endplates of lm.
 func endplateSlopes(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Facing) []float64 {
 	out := make([]float64, len(priorPairs))
 	for i, pr := range priorPairs {
 		out[i] = geometry.EndplateSlope(lm[pr[0]], lm[pr[1]], f)
+	}
+	return out
+}
+
+// columnDirections returns the directions of PriorDirectionInputs'
+// segments of lm (degrees from the image vertical, positive toward anterior
+// as f says).
+func columnDirections(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Facing) []float64 {
+	mid := func(a, b geometry.Point) geometry.Point {
+		return geometry.Point{X: (a.X + b.X) / 2, Y: (a.Y + b.Y) / 2}
+	}
+	centres := []geometry.Point{mid(lm[geometry.C2InfAnt], lm[geometry.C2InfPost])}
+	for n := 3; n <= 6; n++ {
+		centres = append(centres, mid(mid(lm[geometry.SupAnt(n)], lm[geometry.SupPost(n)]), mid(lm[geometry.InfAnt(n)], lm[geometry.InfPost(n)])))
+	}
+	ant := 1.0 // anterior toward larger x
+	if f == geometry.FacingLeft {
+		ant = -1
+	}
+	out := make([]float64, len(centres)-1)
+	for i := range out {
+		a, b := centres[i], centres[i+1]
+		out[i] = math.Atan2(ant*(b.X-a.X), b.Y-a.Y) * 180 / math.Pi
 	}
 	return out
 }
@@ -207,10 +260,11 @@ func setEndplateSlope(lm *[geometry.NumLandmarks]geometry.Point, i, j int, f geo
 
 // priorOutcome is what applying the prior did, for the review features.
 type priorOutcome struct {
-	// inputs are the nine endplate slopes read; image the C7 inferior and
-	// superior slopes before the prior (the specialist's), prior the
-	// predicted ones, after the slopes measured after blending.
-	inputs               []float64
+	// slopes and dirs are the column inputs (PriorSlopeInputs,
+	// PriorDirectionInputs); image the C7 inferior and superior slopes before
+	// the prior (the specialist's), prior the predicted ones, weight the
+	// blend weights applied.
+	slopes, dirs         []float64
 	image, prior, weight [2]float64
 }
 
@@ -218,13 +272,21 @@ type priorOutcome struct {
 // reports what it read and did. obscuration is the specialist's P(none),
 // P(partial), P(complete).
 func (p *C7Prior) apply(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Facing, obscuration [3]float64) priorOutcome {
-	o := priorOutcome{inputs: endplateSlopes(lm, f)}
-	for k, e := range []struct {
+	o := priorOutcome{slopes: endplateSlopes(lm, f), dirs: columnDirections(lm, f)}
+	all := append(append([]float64(nil), o.slopes...), o.dirs...)
+	x := make([]float64, len(p.Inputs))
+	for i, n := range p.Inputs {
+		x[i] = all[priorInputIndex[n]]
+	}
+	ends := []struct {
 		r    *PriorRegression
 		i, j int
-	}{{&p.Inf, geometry.InfAnt(7), geometry.InfPost(7)}, {&p.Sup, geometry.SupAnt(7), geometry.SupPost(7)}} {
+	}{{&p.Inf, geometry.InfAnt(7), geometry.InfPost(7)}, {&p.Sup, geometry.SupAnt(7), geometry.SupPost(7)}}
+	for k, e := range ends {
 		o.image[k] = geometry.EndplateSlope(lm[e.i], lm[e.j], f)
-		o.prior[k] = e.r.predict(o.inputs)
+	}
+	for k, e := range ends {
+		o.prior[k] = e.r.predict(x, o.image[1-k]) // both from the specialist's slopes
 		o.weight[k] = e.r.weight(obscuration)
 		if o.weight[k] > 0 && !math.IsNaN(o.prior[k]) {
 			setEndplateSlope(lm, e.i, e.j, f, o.image[k]+o.weight[k]*e.r.Clip(o.prior[k]-o.image[k]))

@@ -56,12 +56,11 @@ func TestSetEndplateSlope(t *testing.T) {
 	}
 }
 
-// testPrior predicts both C7 endplates as the C6 inferior slope (the last
-// input) plus 4°, fully trusted with C7 completely hidden and half with C7
+// testPrior predicts both C7 endplates as the C6 inferior slope plus 4°, fully trusted with C7 completely hidden and half with C7
 // partly hidden.
 func testPrior() *C7Prior {
 	coef := make([]float64, len(PriorInputs))
-	coef[len(coef)-1] = 1
+	coef[priorInputIndex["C6_inf"]] = 1
 	r := PriorRegression{Coef: coef, Intercept: 4, Blend: [3]float64{0, 0.5, 1}, DeltaLimitDeg: 180}
 	return &C7Prior{Format: C7PriorFormat, Inputs: append([]string(nil), PriorInputs...), Inf: r, Sup: r}
 }
@@ -95,8 +94,16 @@ func TestC7PriorApply(t *testing.T) {
 			}
 			want := []float64{10, 11, 12, 14, 15, 17, 18, 19, 20}
 			for k, v := range want {
-				if math.Abs(o.inputs[k]-v) > 1e-9 {
-					t.Fatalf("inputs %v, want %v", o.inputs, want)
+				if math.Abs(o.slopes[k]-v) > 1e-9 {
+					t.Fatalf("slopes %v, want %v", o.slopes, want)
+				}
+			}
+			// Facing left, the column leans 6 px posterior over 40 px (C2
+			// endplate to C3 centre), then 2 px over 60 px per level.
+			dirs := []float64{-math.Atan2(6, 40) * 180 / math.Pi, -math.Atan2(2, 60) * 180 / math.Pi, -math.Atan2(2, 60) * 180 / math.Pi, -math.Atan2(2, 60) * 180 / math.Pi}
+			for k, v := range dirs {
+				if math.Abs(o.dirs[k]-v) > 1e-9 {
+					t.Fatalf("directions %v, want %v", o.dirs, dirs)
 				}
 			}
 			inf := geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], geometry.FacingLeft)
@@ -112,6 +119,28 @@ func TestC7PriorApply(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The other C7 endplate's slope enters as the specialist gave it: a prior
+// that predicts each endplate as the other one swaps them when trusted
+// fully, and reads only the columns it names, in its order.
+func TestC7PriorOtherEndplateAndInputOrder(t *testing.T) {
+	t.Parallel()
+	lm := spinePoints()
+	p := &C7Prior{Format: C7PriorFormat, Inputs: []string{"C5C6_dir", "C2_inf"},
+		Inf: PriorRegression{Coef: []float64{0, 0}, OtherCoef: 1, Blend: [3]float64{0, 0, 1}, DeltaLimitDeg: 180},
+		Sup: PriorRegression{Coef: []float64{0, 1}, Intercept: 1, Blend: [3]float64{0, 0, 1}, DeltaLimitDeg: 180}}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o := p.apply(&lm, geometry.FacingLeft, [3]float64{0, 0, 1})
+	if math.Abs(o.prior[0]-23) > 1e-9 || math.Abs(o.prior[1]-11) > 1e-9 {
+		t.Fatalf("prior %v, want [23 (C7 superior) 11 (C2 inferior + 1)]", o.prior)
+	}
+	inf := geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], geometry.FacingLeft)
+	if math.Abs(inf-23) > 1e-9 {
+		t.Fatalf("C7 inferior %v, want 23", inf)
 	}
 }
 
@@ -131,8 +160,10 @@ func TestParseC7Prior(t *testing.T) {
 		want   string
 	}{
 		{"format", func(p *C7Prior) { p.Format = "other" }, "format"},
-		{"inputs", func(p *C7Prior) { p.Inputs[0] = "C3_inf" }, "inputs"},
-		{"input count", func(p *C7Prior) { p.Inputs = p.Inputs[:3] }, "inputs"},
+		{"repeated input", func(p *C7Prior) { p.Inputs[0] = "C3_inf" }, "repeated"},
+		{"unknown input", func(p *C7Prior) { p.Inputs[2] = "C7_inf" }, "unknown"},
+		{"no inputs", func(p *C7Prior) { p.Inputs = nil }, "no inputs"},
+		{"input count", func(p *C7Prior) { p.Inputs = p.Inputs[:3] }, "coefficients"},
 		{"coefficients", func(p *C7Prior) { p.Sup.Coef = p.Sup.Coef[:2] }, "coefficients"},
 		{"blend above 1", func(p *C7Prior) { p.Inf.Blend[2] = 1.5 }, "blend weight"},
 		{"negative blend", func(p *C7Prior) { p.Sup.Blend[1] = -0.1 }, "blend weight"},
@@ -191,7 +222,7 @@ func TestAnalyzeAppliesPrior(t *testing.T) {
 	if math.Abs(r1.Parameters.C2C7CobbDeg-(24-10)) > 1e-3 {
 		t.Fatalf("Cobb %v, want 14 (C7 after the prior − C2)", r1.Parameters.C2C7CobbDeg)
 	}
-	if f0.C7InfPriorDeltaDeg != -1 || f0.C7SupPriorDeltaDeg != -1 || len(f0.EndplateSlopesDeg) != len(PriorInputs) {
+	if f0.C7InfPriorDeltaDeg != -1 || f0.C7SupPriorDeltaDeg != -1 || len(f0.EndplateSlopesDeg) != len(PriorSlopeInputs) || len(f0.ColumnDirectionsDeg) != len(PriorDirectionInputs) {
 		t.Fatalf("without prior: deltas %v/%v, inputs %v", f0.C7InfPriorDeltaDeg, f0.C7SupPriorDeltaDeg, f0.EndplateSlopesDeg)
 	}
 	if math.Abs(f1.C7InfPriorDeltaDeg-1) > 1e-9 || math.Abs(f1.C7SupPriorDeltaDeg-1) > 1e-9 ||
@@ -204,7 +235,7 @@ func TestAnalyzeAppliesPrior(t *testing.T) {
 	}
 	// Single stage: the prior is not applied.
 	rs, fs := withPrior.AnalyzeFileDetailed(ctx, path, Options{SingleStage: true})
-	if rs.Parameters == nil || math.Abs(rs.Parameters.C7SlopeDeg-25) > 1e-3 || fs.C7InfPriorDeltaDeg != -1 || fs.EndplateSlopesDeg != nil {
+	if rs.Parameters == nil || math.Abs(rs.Parameters.C7SlopeDeg-25) > 1e-3 || fs.C7InfPriorDeltaDeg != -1 || fs.EndplateSlopesDeg != nil || fs.ColumnDirectionsDeg != nil {
 		t.Fatalf("single stage: %+v %+v", rs.Parameters, fs)
 	}
 }

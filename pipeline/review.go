@@ -194,13 +194,16 @@ type Features struct {
 	// slope of the chosen corners and the mean of the views' (degrees;
 	// negative when not available).
 	C7ChoiceDeltaDeg float64 `json:"c7_choice_delta_deg"`
-	// EndplateSlopesDeg are the slopes of the endplates the C7 shape prior
-	// reads (PriorInputs: C2 inferior, C3–C6 superior and inferior), and
-	// C7ImageSlopesDeg the C7 inferior and superior slopes the specialist
-	// gave, before the prior moved them (hierarchical mode; nil and zero in
-	// single-stage mode). They are what `cspine eval --fit-prior` fits on.
-	EndplateSlopesDeg []float64  `json:"endplate_slopes_deg"`
-	C7ImageSlopesDeg  [2]float64 `json:"c7_image_slopes_deg"`
+	// EndplateSlopesDeg and ColumnDirectionsDeg are the column inputs of the
+	// C7 shape prior (PriorSlopeInputs: C2 inferior, C3–C6 superior and
+	// inferior endplate slopes; PriorDirectionInputs: the C2–C6 segment
+	// directions), and C7ImageSlopesDeg the C7 inferior and superior slopes
+	// the specialist gave, before the prior moved them (hierarchical mode;
+	// nil and zero in single-stage mode). They are what `cspine eval
+	// --fit-prior` fits on.
+	EndplateSlopesDeg   []float64  `json:"endplate_slopes_deg"`
+	ColumnDirectionsDeg []float64  `json:"column_directions_deg"`
+	C7ImageSlopesDeg    [2]float64 `json:"c7_image_slopes_deg"`
 	// C7InfPriorDeltaDeg and C7SupPriorDeltaDeg are how far the C7 shape
 	// prior's predicted inferior and superior slopes lie from the
 	// specialist's (degrees; negative when the models have no prior or in
