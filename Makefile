@@ -33,7 +33,7 @@ test: setup
 # Regression guard for the reference models (issue 4): the manifest's sha256
 # sums are verified when the models load; a small held-out phantom set must
 # stay within limits a little looser than what the shipped models reach.
-EVAL_REQUIRE := all/c2c7_cobb_deg.mae<=1.9,all/c2_slope_deg.mae<=0.8,all/c7_slope_deg.mae<=1.75,all/c2c7_cobb_deg.icc>=0.97,all/c7_slope_deg.icc>=0.96,complete/c2c7_cobb_deg.mae_vs_single<=0.6,complete/c7_slope_deg.mae_vs_single<=0.7,all/catch>=0.8,all/flag_rate<=0.55
+EVAL_REQUIRE := all/c2c7_cobb_deg.mae<=1.8,all/c2_slope_deg.mae<=0.8,all/c7_slope_deg.mae<=1.6,all/c2c7_cobb_deg.icc>=0.97,all/c7_slope_deg.icc>=0.97,complete/c2c7_cobb_deg.mae_vs_single<=0.6,complete/c7_slope_deg.mae_vs_single<=0.7,all/catch>=0.8,all/flag_rate<=0.55
 eval-gate: build
 	rm -rf out/ci-eval
 	$(BIN) phantom --count 100 --seed 900003 --obscuration mixed --negatives 0.1 --out out/ci-eval
