@@ -48,9 +48,9 @@ func FitC7Prior(samples []Sample, folds int) (pipeline.C7Prior, error) {
 	n := nIn + 1 // and the other endplate's slope
 	type row struct {
 		x     [2][]float64 // per endplate: inputs, the other endplate's image slope, 1
-		y     [2]float64 // truth inferior, superior
-		image [2]float64 // specialist
-		p     [3]float64 // obscuration probabilities, normalised
+		y     [2]float64   // truth inferior, superior
+		image [2]float64   // specialist
+		p     [3]float64   // obscuration probabilities, normalised
 	}
 	var rows []row
 	for _, s := range samples {
