@@ -16,32 +16,33 @@ import (
 // much with C7 completely hidden as with C7 visible). The vertebrae above
 // are visible, and the shape of the column predicts much of C7's tilt: this
 // is the paper's argument for locating C7 from the vertebrae above it,
-// carried from C7's position to its endplates. C7Prior is a linear model of
-// each C7 endplate's slope from the column above as the pipeline measures it
-// (the nine endplate slopes C2 inferior, C3–C6 superior and inferior, and
-// the directions of the four segments joining the C2 inferior endplate and
-// the C3–C6 body centres) and from the specialist's slope of the other C7
-// endplate (a vertebral body's two endplates are close to parallel, and one
-// is often less hidden than the other), and a blend weight per obscuration
-// class: the pipeline moves each C7
-// endplate slope from the specialist's value toward the prediction by
-// weight·(prior − specialist), weight mixed from the specialist's
-// obscuration probabilities, with prior − specialist clipped to a limit (a
-// few of the prior's residual SDs): when the two disagree by more than the
-// prior's own scatter allows, one of them is broken (for example a global
-// stage that failed gives the prior nonsense inputs), and the prior may not
-// drag the measurement far; the review flag sees the disagreement. The weight for a visible C7 is zero (the image
-// is trusted), so the prior acts only as far as C7 is estimated to be hidden.
-// The disagreement between the prior and the specialist is also a review
-// feature (a specialist far from what the column above predicts is often
-// wrong): see the risk features log_c7_*_prior_delta_deg.
+// carried from C7's position to its endplates.
+//
+// C7Prior is a linear model of each C7 endplate's slope from the column
+// above as the pipeline measures it (the nine endplate slopes C2 inferior,
+// C3–C6 superior and inferior, and the directions of the four segments
+// joining the C2 inferior endplate and the C3–C6 body centres) and from the
+// specialist's slope of the other C7 endplate (a vertebral body's two
+// endplates are close to parallel, and one is often less hidden than the
+// other), with a blend weight per obscuration class. The pipeline moves
+// each C7 endplate slope from the specialist's value toward the prediction
+// by weight·clip(prior − specialist), the weight mixed from the
+// specialist's obscuration probabilities. The weight for a visible C7 is
+// zero (the image is trusted), so the prior acts only as far as C7 is
+// estimated to be hidden. The clip is a few of the prior's residual SDs:
+// when the two disagree by more than the prior's own scatter allows, one of
+// them is broken (for example a failed global stage gives the prior
+// nonsense inputs), and the prior may not drag the measurement far. The
+// disagreement is also a review feature (a specialist far from what the
+// column predicts is often wrong): the risk features
+// log_c7_*_prior_delta_deg.
 //
 // The coefficients are fitted from the pipeline's own landmarks against
 // ground truth on a phantom set of its own (`cspine eval --fit-prior`), so
-// they encode the training population's curvature: a model set trained on
-// other data needs its prior fitted on that data (training/README.md). The
-// prior is part of the model set (manifest stage "c7_prior", sha256 checked),
-// because it changes measurements.
+// they encode the training population's curvature and C7 shape: a model set
+// trained on other data needs its prior fitted on that data
+// (training/README.md). The prior is part of the model set (manifest stage
+// "c7_prior", sha256 checked), because it changes measurements.
 
 // PriorSlopeInputs name the endplates whose slopes the prior may read, and
 // PriorDirectionInputs the column segments whose directions it may read:
