@@ -396,12 +396,8 @@ func (a *Analyzer) measure(out *stages.Output, opts Options, sp geometry.Spacing
 // records how far it lay from the specialist.
 func (a *Analyzer) applyPrior(lm *[geometry.NumLandmarks]geometry.Point, facing geometry.Facing, obscuration [3]float64, f *Features) {
 	if a.prior == nil {
-		f.EndplateSlopesDeg = endplateSlopes(lm, facing)
-		f.ColumnDirectionsDeg = columnDirections(lm, facing)
-		f.C7ImageSlopesDeg = [2]float64{
-			geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], facing),
-			geometry.EndplateSlope(lm[geometry.SupAnt(7)], lm[geometry.SupPost(7)], facing),
-		}
+		o := observeColumn(lm, facing)
+		f.EndplateSlopesDeg, f.ColumnDirectionsDeg, f.C7ImageSlopesDeg = o.slopes, o.dirs, o.image
 		return
 	}
 	o := a.prior.apply(lm, facing, obscuration)

@@ -269,11 +269,20 @@ type priorOutcome struct {
 	image, prior, weight [2]float64
 }
 
+// observeColumn reads what a prior reads from lm: the column inputs and
+// the specialist's C7 inferior and superior slopes.
+func observeColumn(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Facing) priorOutcome {
+	return priorOutcome{slopes: endplateSlopes(lm, f), dirs: columnDirections(lm, f), image: [2]float64{
+		geometry.EndplateSlope(lm[geometry.InfAnt(7)], lm[geometry.InfPost(7)], f),
+		geometry.EndplateSlope(lm[geometry.SupAnt(7)], lm[geometry.SupPost(7)], f),
+	}}
+}
+
 // apply blends the C7 endplates of lm toward the prior (see C7Prior) and
 // reports what it read and did. obscuration is the specialist's P(none),
 // P(partial), P(complete).
 func (p *C7Prior) apply(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Facing, obscuration [3]float64) priorOutcome {
-	o := priorOutcome{slopes: endplateSlopes(lm, f), dirs: columnDirections(lm, f)}
+	o := observeColumn(lm, f)
 	all := append(append([]float64(nil), o.slopes...), o.dirs...)
 	x := make([]float64, len(p.Inputs))
 	for i, n := range p.Inputs {
@@ -283,9 +292,6 @@ func (p *C7Prior) apply(lm *[geometry.NumLandmarks]geometry.Point, f geometry.Fa
 		r    *PriorRegression
 		i, j int
 	}{{&p.Inf, geometry.InfAnt(7), geometry.InfPost(7)}, {&p.Sup, geometry.SupAnt(7), geometry.SupPost(7)}}
-	for k, e := range ends {
-		o.image[k] = geometry.EndplateSlope(lm[e.i], lm[e.j], f)
-	}
 	for k, e := range ends {
 		o.prior[k] = e.r.predict(x, o.image[1-k]) // both from the specialist's slopes
 		o.weight[k] = e.r.weight(obscuration)
