@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -131,19 +130,8 @@ func ReadVerified(path, want string) ([]byte, error) {
 
 // VerifyFile checks a file's sha256 against the expected hex sum.
 func VerifyFile(path, want string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open model: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("read model %s: %w", path, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("%w: %s has sha256 %s, manifest says %s", ErrChecksum, path, got, want)
-	}
-	return nil
+	_, err := ReadVerified(path, want)
+	return err
 }
 
 // SetC7Prior writes content as the C7 shape prior file of the model
