@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -208,8 +209,15 @@ func TestEvalCommand(t *testing.T) {
 	}
 	cal := filepath.Join(t.TempDir(), "calibrated.json")
 	args = append([]string{"eval", "--data", dir, "--from-samples", samples, "--thresholds", fitted, "--calibrate", cal}, modelArgs(t)...)
-	if code, stdout, stderr := runCmd(t, args...); code != 0 || !strings.Contains(stdout, "c7_risk.min_risk") {
+	code, stdout, stderr = runCmd(t, args...)
+	if code != 0 || !strings.Contains(stdout, "c7_risk.min_risk") {
 		t.Fatalf("calibrate with a risk model: exit %d %s %s", code, stdout, stderr)
+	}
+	// With a risk model the report ends with the review trade-off, whose
+	// configured row is the calibration just made (one large error: caught).
+	if !strings.Contains(stdout, "### Review trade-off on "+dir) || !strings.Contains(stdout, "| large errors caught | thresholds |") ||
+		!regexp.MustCompile(`\| configured \| \d+/\d+ \([0-9.]+%\) \| 1/1 \(100\.0%\) \| c7_risk\.min_risk `).MatchString(stdout) {
+		t.Errorf("no review trade-off after calibration:\n%s", stdout)
 	}
 	if th, err := pipeline.LoadThresholds(cal); err != nil || th.C7Risk == nil || th.C7Risk.MinRisk > 1 {
 		t.Fatalf("calibrated thresholds: %v %+v", err, th.C7Risk)

@@ -177,6 +177,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			rm.Fit.Images, rm.Fit.LargeErrors, strings.Join(rm.Features, ", "), *fitRisk)
 	}
 
+	inEffect := *an.Config().Thresholds // the thresholds the flags in sampleSets[0] come from
 	if *calibrate != "" {
 		cal, err := eval.Calibrate(sampleSets[0], *an.Config().Thresholds, *target, *largeDeg)
 		if err != nil {
@@ -205,6 +206,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			cal.Measured, cal.LargeErrors, cal.Caught, 100*cal.Recall, 100**target, status, cal.Flagged, 100*cal.FlagRate,
 			th.C7MinConfidence, th.C7MaxDisagreementMM, th.C7ObscuredMinProb, th.C7MaxSpreadDeg, risk, *calibrate)
 		sampleSets[0] = eval.Reflag(sampleSets[0], th)
+		inEffect = th
 	}
 
 	for i, ss := range modes {
@@ -226,6 +228,16 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err := eval.WriteMarkdown(stdout, reports...); err != nil {
 		return err
+	}
+	if !modes[0] && inEffect.C7Risk != nil {
+		points, err := eval.Frontier(sampleSets[0], inEffect, *largeDeg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+		if err := eval.WriteTradeoff(stdout, *data, points, eval.CurrentPoint(sampleSets[0], inEffect, *largeDeg)); err != nil {
+			return err
+		}
 	}
 	if len(reqs) > 0 {
 		var single *eval.Report
