@@ -46,6 +46,14 @@ chosen by --calibrate on the validation set (--thresholds FILE --calibrate
 FILE). With a risk model, --calibrate chooses the risk threshold, the C7
 stage disagreement and the C7 obscuration thresholds.
 
+With a risk model in the thresholds, the hierarchical report ends with the
+review trade-off on DIR: the configured operating point, then the most large
+errors caught within flag budgets of 20–50% and the fewest flags for catch
+targets of 80–99%, each with the thresholds --calibrate would choose on DIR
+for it. It shows a QA lead what a stricter or looser --target-recall costs
+before calibrating; on a test set its rows (chosen on that set) bound what
+any calibration could reach there.
+
 --fit-prior fits the C7 shape prior (pipeline.C7Prior: the C7 endplate
 slopes predicted from the endplates above, blended into the specialist's as
 far as C7 is estimated to be hidden) on DIR, which must be a phantom set of
