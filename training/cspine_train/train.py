@@ -121,8 +121,8 @@ def train_heatmap_stage(args, stage, model, batches_fn, n_items, epochs, lr, cls
     t0 = time.time()
     for epoch in range(start, epochs):
         model.train()
-        rng = np.random.default_rng([SEED, zlib.crc32(stage.encode()), epoch])
-        torch.manual_seed(SEED + epoch)
+        rng = np.random.default_rng([args.seed, zlib.crc32(stage.encode()), epoch])
+        torch.manual_seed(args.seed + epoch)
         perm = rng.permutation(n_items)
         tot, cnt = 0.0, 0
         te = time.time()
@@ -228,8 +228,8 @@ def train_locator(args, data, noise_px):
     t0 = time.time()
     sig = noise_px / G
     for epoch in range(start, epochs):
-        rng = np.random.default_rng([SEED, 7, epoch])
-        torch.manual_seed(SEED + 7 + epoch)
+        rng = np.random.default_rng([args.seed, 7, epoch])
+        torch.manual_seed(args.seed + 7 + epoch)
         tot = 0.0
         for _ in range(steps):
             idx = rng.integers(0, len(pts), bs)
@@ -300,6 +300,9 @@ def main(argv=None):
     ap.add_argument("--c7-widths", type=int, nargs=5, metavar="W",
                     help="channels of the C7 specialist at strides 2..32 (default: config.WIDTHS)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="seed of the weight initialisation, batch order and augmentation (another seed trains another "
+                         "member of an ensemble; the shipped models use the default)")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--name", default="cspine-phantom")
     ap.add_argument("--trained-on", default="", help="provenance text for the manifest")
@@ -307,7 +310,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     os.makedirs(args.work, exist_ok=True)
 
     stages = parse_stages(args.stages)
