@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/cspine/cspine/pipeline"
-	"github.com/cspine/cspine/pipeline/result"
 )
 
 // The review trade-off.
@@ -131,23 +130,13 @@ func riskCut(t float64) string {
 }
 
 // CurrentPoint is the operating point of the thresholds th themselves on
-// samples (the risk threshold as configured).
+// samples (the risk threshold as configured): the "all" group of their
+// report.
 func CurrentPoint(samples []Sample, th pipeline.Thresholds, largeDeg float64) OperatingPoint {
 	p := OperatingPoint{Thresholds: th}
-	for _, s := range samples {
-		if !s.Truth.Measurable || s.Result.Status != result.StatusOK || s.Result.Parameters == nil || s.Truth.Parameters == nil {
-			continue
-		}
-		p.Measured++
-		f := len(th.Reasons(s.Features)) > 0
-		if f {
-			p.Flagged++
-		}
-		if LargeError(&s.Result, &s.Truth, largeDeg) {
-			p.LargeErrors++
-			if f {
-				p.Caught++
-			}
+	for _, g := range Summarize("", "", Reflag(samples, th), largeDeg).Groups {
+		if g.Grade == "all" {
+			p.Measured, p.Flagged, p.LargeErrors, p.Caught = g.Measured, g.Flagged, g.LargeErrors, g.LargeCaught
 		}
 	}
 	return p
