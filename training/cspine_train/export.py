@@ -173,7 +173,7 @@ def export_all(args, models, n_images, stage_seconds, widths=None):
         },
         "training": {
             "recipe": "training/ (python3 -m cspine_train.train)",
-            "seed": 20260127,
+            "seed": args.seed,  # of this run's trained_stages
             "images": n_images,
             "train_seconds": round(sum(stage_seconds.values()), 1),
             "stage_seconds": stage_seconds,

@@ -18,7 +18,8 @@ from cspine_train.models import C7Locator, HeatmapNet  # noqa: E402
 
 def args_for(out, base=None):
     return argparse.Namespace(out=out, base=base, name="test", version="0.0.1", trained_on="unit test", format="phantom",
-                              data=["x"], note="", epochs_global=1, epochs_c2=2, epochs_c7=3, threads=1, device="cpu")
+                              data=["x"], note="", epochs_global=1, epochs_c2=2, epochs_c7=3, threads=1, device="cpu",
+                              seed=7)
 
 
 def all_models(seed, c7_widths=config.WIDTHS):
@@ -60,6 +61,7 @@ class PartialExportTest(unittest.TestCase):
         self.assertEqual(m["stages"]["c7"]["widths"], list(widths))
         self.assertEqual(export.sha256(os.path.join(out, "c7_refine.onnx")), m["stages"]["c7"]["sha256"])
         self.assertEqual(m["training"]["trained_stages"], ["c7"])
+        self.assertEqual(m["training"]["seed"], 7)  # the run's --seed, not the default
         # kept stages keep their epochs; the trained stage gets this run's
         self.assertEqual(m["training"]["epochs"], {"global": 1, "c2": 2, "c7": 3})
         self.assertEqual(m["training"]["stage_seconds"], {"global": 10.0, "c2": 20.0, "c7": 99.0, "c7_locator": 40.0})
