@@ -12,7 +12,7 @@ import (
 //
 // The review flag trades reading time for safety: the more results a site
 // sends to QA, the more of the large errors it catches. Calibrate picks one
-// point of that trade-off on a validation set (--target-recall); Tradeoff
+// point of that trade-off on a validation set (--target-recall); Frontier
 // shows the whole curve on any set, so that a QA lead can see what a
 // stricter or looser target costs before choosing it, and so that a test
 // set shows how far a calibrated point lies from the best the risk model
